@@ -1,0 +1,3 @@
+from cloudeye_operator.cli import main
+
+main()

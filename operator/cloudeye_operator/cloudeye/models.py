@@ -1,0 +1,240 @@
+"""Cloud Eye agent-invocation API: closed sets, documented limits and payload models.
+
+Shared by the client and the emulator so that both speak exactly the documented wire format.
+Sources: "Creating Agent maintenance Tasks in Batches" and "Querying the Agent Maintenance Tasks"
+(Cloud Eye API v3).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# --- Documented limits and patterns -------------------------------------------------------------
+
+PROJECT_ID_PATTERN: Final = re.compile(r"^[a-z0-9]{1,64}$")
+INSTANCE_ID_PATTERN: Final = re.compile(r"^[a-zA-Z0-9-]{1,64}$")
+# The list page's pattern for a task id; the batch-create page allows ^[a-zA-Z0-9-]{1,64}$ in results.
+INVOCATION_ID_PATTERN: Final = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
+INVOCATION_ID_MAX_LENGTH: Final = 64
+ERROR_CODE_PATTERN: Final = re.compile(r"^taskmgr\.[0-9]{4}$")
+ITEM_ERROR_CODE_PATTERN: Final = re.compile(r"^invocationmgr\.[0-9]{4}$")
+
+MAX_IDS_PER_CREATE: Final = 100
+"""instance_ids and invocation_ids: array length 1 - 100."""
+MAX_PAGE_LIMIT: Final = 100
+DEFAULT_PAGE_LIMIT: Final = 100
+MAX_OFFSET: Final = 9_999_999_999_999
+MAX_TOKEN_LENGTH: Final = 16_384
+MAX_ERROR_MSG_LENGTH: Final = 256
+MAX_ITEM_ERROR_MSG_LENGTH: Final = 128
+MAX_INSTANCE_NAME_LENGTH: Final = 128
+MAX_VERSION_LENGTH: Final = 64
+MAX_IPS: Final = 10
+MIN_TIMESTAMP_MS: Final = 1_111_111_111_111
+MAX_TIMESTAMP_MS: Final = 9_999_999_999_999
+LIST_RETENTION_DAYS: Final = 90
+"""The list call returns only tasks created in the last 3 months (current official docs)."""
+
+UNSUPPORTED_REGIONS: Final[dict[str, str]] = {
+    "sa-argentina-1": "LA-Buenos Aires1",
+    "sa-peru-1": "LA-Lima1",
+}
+
+# IAM actions a user needs for the two calls (document them in the policy).
+IAM_ACTION_CREATE: Final = "ces:agent:createAgentInvocations"
+IAM_ACTION_LIST: Final = "ces:agent:listTaskInvocations"
+
+
+# --- Closed sets ---------------------------------------------------------------------------------
+
+
+class InstanceType(StrEnum):
+    ECS = "ECS"
+    BMS = "BMS"
+
+
+class InvocationType(StrEnum):
+    INSTALL = "INSTALL"
+    UPDATE = "UPDATE"
+    ROLLBACK = "ROLLBACK"
+    RETRY = "RETRY"
+
+    @property
+    def targets_instances(self) -> bool:
+        """INSTALL/UPDATE name servers; ROLLBACK/RETRY name earlier tasks."""
+        return self in (InvocationType.INSTALL, InvocationType.UPDATE)
+
+
+class InvocationTarget(StrEnum):
+    TELESCOPE = "telescope"
+
+
+class InvocationStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    CANCELED = "CANCELED"
+    ROLLBACKED = "ROLLBACKED"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (InvocationStatus.PENDING, InvocationStatus.RUNNING)
+
+
+class VersionType(StrEnum):
+    BASIC_VERSION = "BASIC_VERSION"
+    ADVANCE_VERSION = "ADVANCE_VERSION"
+
+
+class Origin(StrEnum):
+    CES = "CES"
+    APICOM_BMS = "APICOM_BMS"
+    ADMIN_SERVER = "ADMIN_SERVER"
+
+
+class RetStatus(StrEnum):
+    SUCCESSFUL = "successful"
+    ERROR = "error"
+
+
+# --- Constrained strings -------------------------------------------------------------------------
+
+InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN.pattern)]
+InvocationId = Annotated[
+    str, StringConstraints(pattern=INVOCATION_ID_PATTERN.pattern, max_length=INVOCATION_ID_MAX_LENGTH)
+]
+ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN.pattern)]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=MAX_VERSION_LENGTH)]
+
+
+# --- Payloads ------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    """Requests are ours: refuse unknown fields so a typo cannot be sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class _Lenient(BaseModel):
+    """Responses are the cloud's: newer fields are ignored rather than fatal."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BatchCreateRequest(_Strict):
+    """Body of POST /v3/{project_id}/agent-invocations/batch-create (one call: at most 100 ids)."""
+
+    invocation_type: InvocationType
+    instance_ids: list[InstanceId] | None = Field(
+        default=None, min_length=1, max_length=MAX_IDS_PER_CREATE
+    )
+    invocation_ids: list[InvocationId] | None = Field(
+        default=None, min_length=1, max_length=MAX_IDS_PER_CREATE
+    )
+    invocation_target: InvocationTarget = InvocationTarget.TELESCOPE
+    version_type: VersionType | None = None
+    origin: Origin | None = None
+    version: Version | None = None
+    """Exact target version; sent by newer SDKs, not on the original page."""
+
+    @model_validator(mode="after")
+    def _ids_match_type(self) -> BatchCreateRequest:
+        kind = self.invocation_type
+        wanted, other = ("instance_ids", "invocation_ids") if kind.targets_instances else (
+            "invocation_ids", "instance_ids")
+        if not getattr(self, wanted):
+            raise ValueError(f"{wanted} is required when invocation_type is {kind}")
+        if getattr(self, other):
+            raise ValueError(f"{other} is not allowed when invocation_type is {kind}")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class BatchCreateInvocationInfo(_Lenient):
+    """Per-item result of a batch-create: an error here is a result, not an exception."""
+
+    instance_id: str | None = None
+    ret_status: RetStatus
+    error_msg: str | None = None
+    invocation_id: str | None = None
+    error_code: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ret_status is RetStatus.SUCCESSFUL
+
+
+class BatchCreateResponse(_Lenient):
+    invocations: list[BatchCreateInvocationInfo] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bare_array(cls, data: Any) -> Any:
+        # The page's schema says {"invocations": [...]}, its example is a bare array: accept both.
+        if isinstance(data, list):
+            return {"invocations": data}
+        return data
+
+
+class ListInvocationsQuery(_Strict):
+    """Query of GET /v3/{project_id}/agent-invocations (filters; paging is the client's job)."""
+
+    instance_id: InstanceId | None = None
+    instance_type: InstanceType | None = None
+    invocation_id: InvocationId | None = None
+    invocation_type: InvocationType | None = None
+    invocation_target: InvocationTarget | None = None
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(default=DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+
+    def to_params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.model_dump(mode="json", exclude_none=True).items()}
+
+
+class InvocationInfo(_Lenient):
+    """One agent maintenance task as the list call returns it."""
+
+    invocation_id: str
+    instance_id: str
+    instance_name: str | None = None
+    instance_type: InstanceType | None = None
+    intranet_ips: list[str] = Field(default_factory=list)
+    elastic_ips: list[str] = Field(default_factory=list)
+    invocation_type: InvocationType
+    invocation_status: InvocationStatus
+    invocation_target: InvocationTarget = InvocationTarget.TELESCOPE
+    create_time: int | None = None
+    update_time: int | None = None
+    current_version: str | None = None
+    target_version: str | None = None
+
+    @field_validator("intranet_ips", "elastic_ips", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class ListInvocationsResponse(_Lenient):
+    invocations: list[InvocationInfo] = Field(default_factory=list)
+    count: int = Field(default=0, ge=0)
+
+    @field_validator("invocations", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class ErrorBody(_Lenient):
+    """Body of a 400/401/403/500: {"error_code": "taskmgr.NNNN", "error_msg": ...}."""
+
+    error_code: str | None = None
+    error_msg: str | None = None
