@@ -65,8 +65,6 @@ class IamTokenAuth(httpx.Auth):
     and refreshed once more when the service answers 401 (revoked or expired early).
     """
 
-    requires_response_body = True
-
     def __init__(
         self,
         credentials: IamCredentials,
@@ -101,7 +99,8 @@ class IamTokenAuth(httpx.Auth):
         }
         return httpx.Request("POST", self._token_url, json=body)
 
-    def _accept_token(self, response: httpx.Response) -> None:
+    async def _accept_token(self, response: httpx.Response) -> None:
+        await response.aread()
         token = response.headers.get(SUBJECT_TOKEN_HEADER)
         if response.status_code != 201 or not token:
             # The IAM body may echo the request in some gateways: keep only the status and code.
@@ -134,7 +133,7 @@ class IamTokenAuth(httpx.Auth):
         if self._needs_token():
             async with self._lock:
                 if self._needs_token():  # another request may have refreshed it meanwhile
-                    self._accept_token((yield self._token_request()))
+                    await self._accept_token((yield self._token_request()))
         stale = self._token
         assert stale is not None
         request.headers[TOKEN_HEADER] = stale
@@ -143,7 +142,7 @@ class IamTokenAuth(httpx.Auth):
             async with self._lock:
                 if self._token == stale:
                     self._token = None
-                    self._accept_token((yield self._token_request()))
+                    await self._accept_token((yield self._token_request()))
             assert self._token is not None
             request.headers[TOKEN_HEADER] = self._token
             yield request

@@ -1,0 +1,205 @@
+"""Scenario files: the fleet, versions, timing, scripted outcomes and faults of an emulator run.
+
+A scenario is YAML or JSON (YAML is a superset; both are read with ``yaml.safe_load``). Every key
+is optional; an empty file is a valid scenario with an empty fleet. Unknown keys are refused so
+that a typo does not silently fall back to a default. Example (see ``scenarios/demo.yaml``)::
+
+    seed: 42                       # seeds outcome draws, task ids and fault draws (default 0)
+    fleet:
+      - id: web-01                 # ^[a-zA-Z0-9-]{1,64}$, unique in the fleet
+        name: web-01               # default: the id
+        type: ECS                  # ECS | BMS (default ECS)
+        intranet_ips: [10.0.0.11]  # at most 10
+        elastic_ips: []            # at most 10
+        version: "2.6.1"           # the installed agent version; null = agent not installed
+        eligible: true             # false: every task for it is refused ("do not meet the
+                                   #   installation conditions")
+      - generate:                  # a group of servers <prefix><number>, numbers zero-padded
+          count: 25
+          prefix: srv-
+          start: 1                 # first number (default 1); width = max(4, digits of the last)
+          type: ECS
+          version: "2.6.1"         # null = not installed
+          eligible: true
+    versions:
+      basic: "2.6.1"               # target of version_type BASIC_VERSION
+      advance: "2.7.2"             # target of version_type ADVANCE_VERSION
+      latest: "2.7.2"              # target when neither version nor version_type is given
+    timing:                        # seconds on the emulator clock
+      pending_seconds: 2           # PENDING for this long after creation
+      running_seconds: 5           # then RUNNING this long, then SUCCEEDED or FAILED
+      timeout_seconds: 30          # a TIMEOUT task stays RUNNING this long, then reports TIMEOUT
+    outcomes:                      # per server, consumed one per INSTALL/UPDATE/RETRY task
+      srv-0003: [FAILED, SUCCEEDED]
+      srv-0007: [FAILED, FAILED, SUCCEEDED]
+      srv-0011: [TIMEOUT]          # after the script runs out: drawn with the rates below
+    failure_rate: 0.0              # probability a task FAILS (drawn from random.Random(seed))
+    timeout_rate: 0.0              # probability a task TIMES OUT
+    token_ttl_seconds: 86400       # lifetime of IAM tokens issued by POST /v3/auth/tokens
+    response_shape: object         # batch-create answers {"invocations": [...]} (object) or the
+                                   #   page example's bare array (array)
+    faults: {}                     # see cloudeye_operator.emulator.faults
+
+ROLLBACK tasks always succeed (they consume no scripted outcome and draw nothing).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from cloudeye_operator.cloudeye.models import (
+    MAX_INSTANCE_NAME_LENGTH,
+    MAX_IPS,
+    InstanceId,
+    InstanceType,
+    Version,
+)
+from cloudeye_operator.emulator import defaults
+from cloudeye_operator.emulator.faults import Faults
+
+DEMO_SCENARIO = "demo.yaml"
+MAX_FLEET_SIZE = 1_000_000
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+InstanceName = Annotated[str, Field(min_length=1, max_length=MAX_INSTANCE_NAME_LENGTH)]
+IpList = Annotated[list[str], Field(max_length=MAX_IPS)]
+Seconds = Annotated[float, Field(ge=0.0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ServerSpec(_Model):
+    """One server of the fleet."""
+
+    id: InstanceId
+    name: InstanceName | None = None
+    type: InstanceType = InstanceType.ECS
+    intranet_ips: IpList = Field(default_factory=list)
+    elastic_ips: IpList = Field(default_factory=list)
+    version: Version | None = None
+    eligible: bool = True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class GenerateSpec(_Model):
+    count: Annotated[int, Field(ge=1, le=MAX_FLEET_SIZE)]
+    prefix: Annotated[str, Field(pattern=r"^[a-zA-Z0-9-]{0,40}$")] = "srv-"
+    start: Annotated[int, Field(ge=0)] = 1
+    type: InstanceType = InstanceType.ECS
+    version: Version | None = None
+    eligible: bool = True
+
+    def servers(self) -> list[ServerSpec]:
+        last = self.start + self.count - 1
+        width = max(4, len(str(last)))
+        result = []
+        for number in range(self.start, last + 1):
+            ident = f"{self.prefix}{number:0{width}d}"
+            result.append(
+                ServerSpec(
+                    id=ident,
+                    type=self.type,
+                    intranet_ips=[f"10.{(number >> 16) & 255}.{(number >> 8) & 255}.{number & 255}"],
+                    version=self.version,
+                    eligible=self.eligible,
+                )
+            )
+        return result
+
+
+class GenerateEntry(_Model):
+    generate: GenerateSpec
+
+
+class Versions(_Model):
+    basic: Version = defaults.DEFAULT_BASIC_VERSION
+    advance: Version = defaults.DEFAULT_ADVANCE_VERSION
+    latest: Version = defaults.DEFAULT_LATEST_VERSION
+
+
+class Timing(_Model):
+    pending_seconds: Seconds = defaults.DEFAULT_PENDING_SECONDS
+    running_seconds: Seconds = defaults.DEFAULT_RUNNING_SECONDS
+    timeout_seconds: Seconds = defaults.DEFAULT_TIMEOUT_SECONDS
+
+
+class Scenario(_Model):
+    seed: int = 0
+    fleet: list[ServerSpec | GenerateEntry] = Field(default_factory=list)
+    versions: Versions = Field(default_factory=Versions)
+    timing: Timing = Field(default_factory=Timing)
+    outcomes: dict[str, list[Outcome]] = Field(default_factory=dict)
+    failure_rate: Probability = 0.0
+    timeout_rate: Probability = 0.0
+    token_ttl_seconds: Annotated[float, Field(gt=0.0)] = defaults.DEFAULT_TOKEN_TTL_SECONDS
+    response_shape: Literal["object", "array"] = "object"
+    faults: Faults = Field(default_factory=Faults)
+
+    _servers: list[ServerSpec] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        if self.failure_rate + self.timeout_rate > 1.0:
+            raise ValueError("failure_rate + timeout_rate must not exceed 1")
+        servers: list[ServerSpec] = []
+        for entry in self.fleet:
+            servers.extend(entry.generate.servers() if isinstance(entry, GenerateEntry) else [entry])
+        if len(servers) > MAX_FLEET_SIZE:
+            raise ValueError(f"fleet: at most {MAX_FLEET_SIZE} servers")
+        seen: set[str] = set()
+        for server in servers:
+            if server.id in seen:
+                raise ValueError(f"fleet: duplicate server id {server.id}")
+            seen.add(server.id)
+        unknown = sorted(set(self.outcomes) - seen)
+        if unknown:
+            raise ValueError(f"outcomes: unknown server id(s) {', '.join(unknown[:5])}")
+        self._servers = servers
+        return self
+
+    def servers(self) -> list[ServerSpec]:
+        """The fleet with generated groups expanded, in file order."""
+        return list(self._servers)
+
+
+def parse_scenario(text: str) -> Scenario:
+    """Parse YAML or JSON text. Raises ValueError (pydantic's ValidationError is one) when invalid."""
+    data: Any = yaml.safe_load(text)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError("a scenario must be a mapping at the top level")
+    return Scenario.model_validate(data)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return parse_scenario(Path(path).read_text(encoding="utf-8"))
+
+
+def demo_scenario_text() -> str:
+    return resources.files("cloudeye_operator.emulator").joinpath("scenarios", DEMO_SCENARIO).read_text(
+        encoding="utf-8"
+    )
+
+
+def load_demo_scenario() -> Scenario:
+    """The packaged example (``scenarios/demo.yaml``)."""
+    return parse_scenario(demo_scenario_text())

@@ -1,0 +1,175 @@
+"""The HTTP layer: the two Cloud Eye API paths, IAM tokens and fault injection; thin on purpose.
+
+Order of work for an API request: fault plan (latency, drop, injected status) -> authentication
+(401) -> project_id pattern (400) -> project access (403) -> request validation (400) -> apply ->
+after-apply faults (drop, malformed body). Every answer carries an ``X-Request-Id`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from cloudeye_operator.emulator import auth, control
+from cloudeye_operator.emulator.errors import (
+    INTERNAL,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    ApiProblem,
+    injected,
+)
+from cloudeye_operator.emulator.faults import Endpoint
+from cloudeye_operator.emulator.iam import HEADER_SUBJECT_TOKEN, IamProblem, issue_token
+from cloudeye_operator.emulator.runtime import Emulator
+from cloudeye_operator.emulator.validation import check_project_id, parse_batch_create, parse_list_query
+
+log = logging.getLogger(__name__)
+
+EMULATOR: Final = control.EMULATOR
+BATCH_CREATE_PATH: Final = "/v3/{project_id}/agent-invocations/batch-create"
+LIST_PATH: Final = "/v3/{project_id}/agent-invocations"
+IAM_TOKENS_PATH: Final = "/v3/auth/tokens"
+MALFORMED_BODY: Final = b'{"invocations": [{"instance_id": "'
+"""What a malformed answer carries: truncated JSON, with a JSON content type."""
+
+Work = Callable[[web.Request, Emulator], Awaitable[web.Response]]
+
+
+def _problem(problem: ApiProblem) -> web.Response:
+    return web.json_response(problem.body(), status=problem.status)
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without an answer (the returned response is never written)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
+
+
+async def _serve(request: web.Request, endpoint: Endpoint, work: Work) -> web.StreamResponse:
+    emulator = request.app[EMULATOR]
+    plan = emulator.faults.plan(endpoint)
+    if plan.latency_seconds > 0:
+        await asyncio.sleep(plan.latency_seconds)
+    if plan.drop_before:
+        emulator.stats.record(endpoint, "drop")
+        log.info("%s %s -> dropped (fault)", request.method, request.path)
+        return _drop(request)
+    if plan.status is not None:
+        response = _problem(injected(plan.status))
+        if plan.retry_after_seconds is not None:
+            response.headers["Retry-After"] = str(math.ceil(plan.retry_after_seconds))
+    else:
+        try:
+            response = await work(request, emulator)
+        except ApiProblem as problem:
+            response = _problem(problem)
+        except web.HTTPException as exc:  # e.g. 413 from aiohttp for an oversized body
+            response = _problem(ApiProblem(exc.status, f"taskmgr.{exc.status:04d}", exc.reason))
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            response = _problem(ApiProblem(500, INTERNAL, "internal error"))
+        if response.status < 300 and plan.after == "drop":
+            emulator.stats.record(endpoint, "drop_after_apply")
+            log.info("%s %s -> applied, then dropped (fault)", request.method, request.path)
+            return _drop(request)
+        if response.status < 300 and plan.after == "malformed":
+            response = web.Response(
+                status=response.status, body=MALFORMED_BODY, content_type="application/json"
+            )
+    emulator.stats.record(endpoint, response.status)
+    response.headers["X-Request-Id"] = uuid.uuid4().hex
+    log.info("%s %s -> %d", request.method, request.path, response.status)
+    return response
+
+
+async def _authorized_project(request: web.Request, emulator: Emulator) -> str:
+    """Authenticate and authorize the caller for the path's project; returns the project id."""
+    body = await request.read()
+    granted = auth.authenticate(
+        emulator.credentials,
+        emulator.tokens,
+        method=request.method,
+        path=request.rel_url.raw_path,
+        query=list(request.query.items()),
+        headers=request.headers,
+        body=body,
+        now=emulator.now(),
+    )
+    project_id = request.match_info["project_id"]
+    check_project_id(project_id)
+    auth.authorize(granted, project_id)
+    return project_id
+
+
+async def _batch_create(request: web.Request, emulator: Emulator) -> web.Response:
+    await _authorized_project(request, emulator)
+    body = parse_batch_create(request.headers.get("Content-Type"), await request.read())
+    results = emulator.state.batch_create(body, emulator.now())
+    items = [item.model_dump(mode="json", exclude_none=True) for item in results]
+    payload: Any = items if emulator.response_shape == "array" else {"invocations": items}
+    return web.json_response(payload, status=201)
+
+
+async def _list(request: web.Request, emulator: Emulator) -> web.Response:
+    await _authorized_project(request, emulator)
+    query = parse_list_query(request.query.items())
+    page, count = emulator.state.list_tasks(query, emulator.now())
+    invocations = [info.model_dump(mode="json", exclude_none=True) for info in page]
+    return web.json_response({"invocations": invocations, "count": count})
+
+
+async def _iam_tokens(request: web.Request, emulator: Emulator) -> web.Response:
+    try:
+        token, body = issue_token(
+            await request.read(), emulator.credentials, emulator.tokens, emulator.now(),
+            emulator.scenario.token_ttl_seconds,
+        )
+    except IamProblem as problem:
+        return web.json_response(problem.body(), status=problem.status)
+    return web.json_response(body, status=201, headers={HEADER_SUBJECT_TOKEN: token})
+
+
+async def batch_create_handler(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, Endpoint.BATCH_CREATE, _batch_create)
+
+
+async def list_handler(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, Endpoint.LIST, _list)
+
+
+async def iam_tokens_handler(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, Endpoint.IAM_TOKENS, _iam_tokens)
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unknown API paths and wrong methods answer in the API's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        if request.path.startswith(control.PREFIX):
+            raise
+        return _problem(ApiProblem(404, NOT_FOUND, f"no API at {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        if request.path.startswith(control.PREFIX):
+            raise
+        return _problem(ApiProblem(405, METHOD_NOT_ALLOWED, f"{request.method} is not allowed here"))
+
+
+def create_app(emulator: Emulator) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=4 * 1024 * 1024)
+    app[EMULATOR] = emulator
+    app.router.add_post(BATCH_CREATE_PATH, batch_create_handler)
+    app.router.add_get(LIST_PATH, list_handler)
+    app.router.add_post(IAM_TOKENS_PATH, iam_tokens_handler)
+    control.add_routes(app)
+    return app
