@@ -19,7 +19,7 @@ from cloudeye_operator.emulator import defaults
 from cloudeye_operator.emulator.auth import Credentials
 from cloudeye_operator.emulator.runner import RunningEmulator, serve
 from cloudeye_operator.emulator.runtime import EmulatorConfig
-from cloudeye_operator.emulator.scenario import Scenario, load_scenario
+from cloudeye_operator.emulator.scenario import load_demo_scenario, load_scenario
 
 
 def _env(name: str) -> str:
@@ -36,7 +36,8 @@ def _ready(running: RunningEmulator) -> None:
 @click.option("--port", default=defaults.DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
               envvar=_env("PORT"), help="0 picks a free port (the ready line tells which).")
 @click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar=_env("SCENARIO"), help="Scenario file (YAML or JSON). Default: an empty fleet.")
+              envvar=_env("SCENARIO"),
+              help="Scenario file (YAML or JSON). Default: the built-in demo fleet (scenarios/demo.yaml).")
 @click.option("--project-id", default=defaults.DEFAULT_PROJECT_ID, show_default=True,
               envvar=_env("PROJECT_ID"))
 @click.option("--project-name", default=defaults.DEFAULT_PROJECT_NAME, show_default=True,
@@ -73,7 +74,7 @@ def emulator_command(
     """Run a local Cloud Eye (agent-invocation API, IAM tokens) for development and staging."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        scenario = load_scenario(scenario_path) if scenario_path else Scenario()
+        scenario = load_scenario(scenario_path) if scenario_path else load_demo_scenario()
     except (OSError, ValueError, ValidationError) as error:
         raise click.BadParameter(str(error), param_hint="--scenario") from None
     credentials = Credentials(
