@@ -132,9 +132,13 @@ async def test_both_response_shapes_are_accepted(emu: RunningEmulator, shape: st
     assert all(r.ok for r in results)
 
 
-@pytest.mark.parametrize("endpoint", ["batch_create", "list"])
-async def test_429_and_5xx_are_retried_with_backoff(emu: RunningEmulator, endpoint: str) -> None:
-    emu.set_faults({"next": {endpoint: [503, 429, 500]}})
+@pytest.mark.parametrize(
+    ("endpoint", "script"), [("batch_create", [503, 429, 503]), ("list", [503, 429, 500])]
+)
+async def test_429_and_5xx_are_retried_with_backoff(
+    emu: RunningEmulator, endpoint: str, script: list[int]
+) -> None:
+    emu.set_faults({"next": {endpoint: script}})
     async with _client(emu) as client:
         if endpoint == "batch_create":
             results = await client.batch_create(InvocationType.INSTALL, instance_ids=["ecs-0020"])
@@ -142,9 +146,21 @@ async def test_429_and_5xx_are_retried_with_backoff(emu: RunningEmulator, endpoi
         else:
             assert (await client.list_invocations()).count == 0
         assert client.stats.retries[endpoint] == 3
-    assert emu.stats()[endpoint] == {"503": 1, "429": 1, "500": 1, "201" if endpoint == "batch_create" else
-                                     "200": 1}
+    ok = "201" if endpoint == "batch_create" else "200"
+    assert sum(emu.stats()[endpoint].values()) == 4
+    assert emu.stats()[endpoint][ok] == 1
     assert len(emu.tasks()) == (1 if endpoint == "batch_create" else 0)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_create_answered_with_500_502_504_is_ambiguous_not_resent(
+    emu: RunningEmulator, status: int
+) -> None:
+    emu.set_faults({"next": {"batch_create": [status]}})
+    async with _client(emu) as client:
+        with pytest.raises(AmbiguousCreateError, match=f"HTTP {status}"):
+            await client.batch_create(InvocationType.INSTALL, instance_ids=["ecs-0021"])
+        assert client.stats.requests["batch_create"] == 1
 
 
 async def test_retries_are_bounded_and_the_error_carries_what_the_cloud_said(emu: RunningEmulator) -> None:

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADERS: Final = ("X-Request-Id", "X-Openstack-Request-Id")
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0, pool=10.0)
 _MAX_ERROR_BODY_BYTES: Final = 4096
+CREATE_NOT_APPLIED_STATUSES: Final = frozenset({429, 503})
+"""Answers to a batch-create that say it was not processed, so it may be sent again. Any other 5xx
+(500, 502, 504, ...) may follow a partial or complete apply: reported as ambiguous, never resent."""
 T = TypeVar("T")
 
 
@@ -269,8 +272,8 @@ class CloudEyeClient:
             except httpx.TransportError as exc:
                 # Sent, and no answer: it may or may not have been applied.
                 raise self._ambiguous(request, ids, type(exc).__name__) from None
-            if response.status_code in (502, 504):
-                # A gateway gave up on the backend, which may still have applied it.
+            if response.status_code >= 500 and response.status_code not in CREATE_NOT_APPLIED_STATUSES:
+                # An internal error or a gateway giving up: the backend may have applied the create.
                 raise self._ambiguous(request, ids, f"HTTP {response.status_code}") from None
             self._raise_for_status(response, Endpoint.BATCH_CREATE)
             try:
