@@ -67,7 +67,7 @@ SCHEMA: dict[str, Any] = VERSION["schema"]["openAPIV3Schema"]
 
 
 def node(path: str) -> dict[str, Any]:
-    """The schema node at a dotted path: `spec.strategy.retry.on`; `[]` is an item, `{}` a map value."""
+    """The schema node at a dotted path: `spec.strategy.retry.limit`; `[]` is an item, `{}` a map value."""
     current = SCHEMA
     for part in path.split("."):
         if part == "[]":
@@ -259,6 +259,10 @@ def test_status_is_typed_not_preserved() -> None:
         "observedGeneration",
         "phase",
         "revision",
+        "revisionKey",
+        "startedAt",
+        "lastProgressAt",
+        "apiError",
         "summary",
         "instances",
         "conditions",
@@ -276,7 +280,7 @@ def test_list_types() -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert "type" in conditions["items"]["required"]
-    assert node("spec.strategy.retry.on")["x-kubernetes-list-type"] == "set"
+    assert node("spec.strategy.retry.onStatuses")["x-kubernetes-list-type"] == "set"
 
 
 # --- Fields, types, bounds and defaults -------------------------------------------------------------
@@ -301,7 +305,7 @@ SPEC_FIELDS = {
     "spec.strategy.retry": ("object", False),
     "spec.strategy.retry.limit": ("integer", False),
     "spec.strategy.retry.backoffSeconds": ("integer", False),
-    "spec.strategy.retry.on": ("array", False),
+    "spec.strategy.retry.onStatuses": ("array", False),
     "spec.strategy.pollIntervalSeconds": ("integer", False),
     "spec.strategy.progressDeadlineSeconds": ("integer", False),
     "spec.strategy.rollbackOnFailure": ("boolean", False),
@@ -336,7 +340,7 @@ DEFAULTS = {
     "spec.strategy.retry": {},
     "spec.strategy.retry.limit": 3,
     "spec.strategy.retry.backoffSeconds": 30,
-    "spec.strategy.retry.on": ["FAILED", "TIMEOUT"],
+    "spec.strategy.retry.onStatuses": ["FAILED", "TIMEOUT"],
     "spec.strategy.pollIntervalSeconds": 15,
     "spec.strategy.progressDeadlineSeconds": 3600,
     "spec.strategy.rollbackOnFailure": False,
@@ -355,7 +359,7 @@ def test_defaults_apply_when_strategy_is_left_out() -> None:
     assert obj["spec"]["strategy"] == {
         "maxInFlight": 100,
         "maxFailures": 0,
-        "retry": {"limit": 3, "backoffSeconds": 30, "on": ["FAILED", "TIMEOUT"]},
+        "retry": {"limit": 3, "backoffSeconds": 30, "onStatuses": ["FAILED", "TIMEOUT"]},
         "pollIntervalSeconds": 15,
         "progressDeadlineSeconds": 3600,
         "rollbackOnFailure": False,
@@ -368,12 +372,12 @@ def test_defaults_fill_a_partial_strategy() -> None:
     strategy = obj["spec"]["strategy"]
     assert strategy["maxInFlight"] == "25%"
     assert strategy["maxFailures"] == 0
-    assert strategy["retry"] == {"limit": 5, "backoffSeconds": 30, "on": ["FAILED", "TIMEOUT"]}
+    assert strategy["retry"] == {"limit": 5, "backoffSeconds": 30, "onStatuses": ["FAILED", "TIMEOUT"]}
 
 
-def test_an_empty_retry_on_is_kept() -> None:
-    obj = apply_defaults(minimal(strategy={"retry": {"on": []}}), SCHEMA)
-    assert obj["spec"]["strategy"]["retry"]["on"] == []
+def test_an_empty_retry_on_statuses_is_kept() -> None:
+    obj = apply_defaults(minimal(strategy={"retry": {"onStatuses": []}}), SCHEMA)
+    assert obj["spec"]["strategy"]["retry"]["onStatuses"] == []
 
 
 BOUNDS = {
@@ -387,11 +391,12 @@ BOUNDS = {
     "spec.strategy.maxFailures": {"minimum": 0},
     "spec.strategy.retry.limit": {"minimum": 0, "maximum": 20},
     "spec.strategy.retry.backoffSeconds": {"minimum": 0, "maximum": 86400},
-    "spec.strategy.pollIntervalSeconds": {"minimum": 5, "maximum": 3600},
+    "spec.strategy.pollIntervalSeconds": {"minimum": 1, "maximum": 3600},
     "spec.strategy.progressDeadlineSeconds": {"minimum": 60, "maximum": 604800},
     "status.instances": {"maxProperties": MAX_INSTANCES},
-    "status.intents.{}.instanceIds": {"maxItems": models.MAX_IDS_PER_CREATE},
-    "status.intents.{}.invocationIds": {"maxItems": models.MAX_IDS_PER_CREATE},
+    # One intent holds every start of a cycle (up to maxInFlight); the client splits it into calls of 100.
+    "status.intents.{}.instanceIds": {"maxItems": MAX_INSTANCES},
+    "status.intents.{}.invocationIds": {"maxItems": MAX_INSTANCES},
 }
 
 
@@ -406,7 +411,7 @@ ENUMS = {
     "spec.action": ["INSTALL", "UPDATE", "ROLLBACK"],
     "spec.instances.[].type": [t.value for t in models.InstanceType],
     "spec.versionType": [t.value for t in models.VersionType],
-    "spec.strategy.retry.on.[]": ["FAILED", "TIMEOUT"],
+    "spec.strategy.retry.onStatuses.[]": ["FAILED", "TIMEOUT"],
     "status.phase": ["Pending", "Progressing", "Paused", "Succeeded", "Failed", "Stalled"],
     "status.conditions.[].status": ["True", "False", "Unknown"],
     "status.intents.{}.action": [t.value for t in models.InvocationType],
@@ -420,7 +425,8 @@ def test_enums(path: str, values: list[str]) -> None:
 
 def test_actions_are_cloud_invocation_types() -> None:
     assert set(node("spec.action")["enum"]) <= {t.value for t in models.InvocationType}
-    assert set(node("spec.strategy.retry.on.[]")["enum"]) <= {s.value for s in models.InvocationStatus}
+    retried = set(node("spec.strategy.retry.onStatuses.[]")["enum"])
+    assert retried <= {s.value for s in models.InvocationStatus}
 
 
 def test_patterns_agree_with_the_client_models() -> None:
@@ -498,7 +504,7 @@ def test_descriptions_carry_what_a_user_needs() -> None:
     assert "ces:agent:createAgentInvocations" in node("spec.cloud.credentialsSecretRef")["description"]
     assert "ces:agent:listTaskInvocations" in node("spec.cloud.credentialsSecretRef")["description"]
     assert "namespace" in node("spec.cloud.credentialsSecretRef")["description"]
-    assert '"on"' in node("spec.strategy.retry.on")["description"], "the YAML 1.1 trap"
+    assert "YAML 1.1" in node("spec.strategy.retry.onStatuses")["description"], "why not `on`"
 
 
 # --- Status shape --------------------------------------------------------------------------------
@@ -516,8 +522,13 @@ def test_status_instance_entry_fields() -> None:
         "targetVersion",
         "lastTransitionTime",
         "action",
+        "retryAt",
+        "failure",
+        "rollbackOf",
     }
+    assert entry["required"] == ["state"]
     assert entry["properties"]["attempts"]["type"] == "integer"
+    assert entry["properties"]["retryAt"]["format"] == "date-time"
     assert entry["properties"]["lastTransitionTime"]["format"] == "date-time"
 
 
@@ -538,14 +549,31 @@ def test_conditions_have_the_metav1_condition_shape() -> None:
 
 def test_intents_are_typed() -> None:
     intent = node("status.intents.{}")
-    assert set(intent["properties"]) == {"action", "instanceIds", "invocationIds", "attempt", "createdAt"}
+    assert set(intent["properties"]) == {
+        "action",
+        "instanceIds",
+        "invocationIds",
+        "createdAt",
+        "confirmed",
+        "preexisting",
+    }
+    assert sorted(intent["required"]) == ["action", "createdAt", "instanceIds"]
     assert intent["properties"]["createdAt"]["format"] == "date-time"
     assert node("status.intents.{}.instanceIds.[]")["type"] == "string"
 
 
 def test_summary_counts() -> None:
     summary = node("status.summary")
-    assert set(summary["properties"]) == {"total", "succeeded", "failed", "inFlight", "pending"}
+    assert set(summary["properties"]) == {
+        "total",
+        "succeeded",
+        "failed",
+        "rolledBack",
+        "inFlight",
+        "pending",
+        "skipped",
+    }
+    assert set(summary["required"]) == set(summary["properties"])
     assert all(p["type"] == "integer" and p["minimum"] == 0 for p in summary["properties"].values())
 
 
@@ -603,7 +631,10 @@ CEL_RULES = {
     (
         "status.summary",
         "summary counts must add up",
-    ): "self.total == self.succeeded + self.failed + self.inFlight + self.pending",
+    ): (
+        "self.total == self.succeeded + self.failed + self.rolledBack + self.inFlight + self.pending"
+        " + self.skipped"
+    ),
 }
 
 
@@ -729,7 +760,7 @@ def test_a_full_valid_object_with_status() -> None:
         strategy={
             "maxInFlight": "100%",
             "maxFailures": "0%",
-            "retry": {"limit": 0, "backoffSeconds": 0, "on": ["TIMEOUT"]},
+            "retry": {"limit": 0, "backoffSeconds": 0, "onStatuses": ["TIMEOUT"]},
             "pollIntervalSeconds": 5,
             "progressDeadlineSeconds": 604800,
             "rollbackOnFailure": True,
@@ -740,7 +771,25 @@ def test_a_full_valid_object_with_status() -> None:
         "observedGeneration": 3,
         "phase": "Progressing",
         "revision": 1,
-        "summary": {"total": 2, "succeeded": 1, "failed": 0, "inFlight": 1, "pending": 0},
+        "revisionKey": "UPDATE|2.6.1|ADVANCE_VERSION",
+        "startedAt": "2025-11-25T21:10:00Z",
+        "lastProgressAt": "2025-11-25T21:11:00Z",
+        "apiError": {
+            "httpStatus": 503,
+            "errorCode": "taskmgr.5030",
+            "message": "service unavailable",
+            "time": "2025-11-25T21:10:30Z",
+            "generation": 3,
+        },
+        "summary": {
+            "total": 2,
+            "succeeded": 1,
+            "failed": 0,
+            "rolledBack": 0,
+            "inFlight": 1,
+            "pending": 0,
+            "skipped": 0,
+        },
         "instances": {
             "0a1b2c3d-0000-4000-8000-000000000001": {
                 "invocationId": "invocationxxx001",
@@ -752,7 +801,13 @@ def test_a_full_valid_object_with_status() -> None:
                 "lastTransitionTime": "2025-11-25T21:11:00Z",
                 "message": "",
             },
-            "bms-1": {"invocationId": "invocationxxx002", "state": "RUNNING", "attempts": 2},
+            "bms-1": {
+                "invocationId": "invocationxxx002",
+                "state": "RETRY_WAIT",
+                "attempts": 2,
+                "retryAt": "2025-11-25T21:11:30Z",
+                "failure": "FAILED",
+            },
         },
         "conditions": [
             {
@@ -779,11 +834,13 @@ def test_a_full_valid_object_with_status() -> None:
             },
         ],
         "intents": {
-            "r1-a2-b0": {
-                "action": "UPDATE",
+            "r1-retry-20251125T211100Z": {
+                "action": "RETRY",
                 "instanceIds": ["bms-1"],
-                "attempt": 2,
+                "invocationIds": ["invocationxxx002"],
                 "createdAt": "2025-11-25T21:11:00Z",
+                "confirmed": [],
+                "preexisting": [],
             },
         },
     }
@@ -854,10 +911,11 @@ INVALID_SPECS = [
     ("strategy.retry.limit", 21, "retry limit over 20"),
     ("strategy.retry.limit", -1, "retry limit negative"),
     ("strategy.retry.backoffSeconds", 86401, "backoff over a day"),
-    ("strategy.retry.on", ["CANCELED"], "retry on a state that is not offered"),
-    ("strategy.retry.on", ["FAILED", "FAILED"], "retry.on is a set"),
-    ("strategy.retry.true", ["FAILED"], "retry.on written unquoted in YAML 1.1"),
-    ("strategy.pollIntervalSeconds", 4, "poll faster than 5 s"),
+    ("strategy.retry.onStatuses", ["CANCELED"], "retry on a state that is not offered"),
+    ("strategy.retry.onStatuses", ["FAILED", "FAILED"], "retry.onStatuses is a set"),
+    ("strategy.retry.on", ["FAILED"], "the old name retry.on"),
+    ("strategy.retry.true", ["FAILED"], "a bare on: key read by YAML 1.1"),
+    ("strategy.pollIntervalSeconds", 0, "poll interval 0"),
     ("strategy.pollIntervalSeconds", 3601, "poll slower than an hour"),
     ("strategy.progressDeadlineSeconds", 59, "deadline under a minute"),
     ("strategy.progressDeadlineSeconds", 604801, "deadline over a week"),
@@ -886,7 +944,8 @@ def test_invalid_spec_is_rejected_by_the_schema(path: str, value: Any, why: str)
         ("strategy.maxFailures", "0%"),
         ("strategy.maxFailures", "9%"),
         ("strategy.maxFailures", "100%"),
-        ("strategy.retry.on", []),
+        ("strategy.retry.onStatuses", []),
+        ("strategy.pollIntervalSeconds", 1),
         ("cloud.endpoint", "http://[::1]:8700"),
         ("cloud.endpoint", "https://proxy.example.com/ces/"),
         ("cloud.credentialsSecretRef", {"name": "cloudeye.credentials-2"}),
@@ -899,11 +958,10 @@ def test_valid_spec_is_accepted_by_the_schema(path: str, value: Any) -> None:
 
 
 def test_unquoted_on_is_read_as_true_by_yaml_1_1() -> None:
-    # Why the examples and the description quote the key: PyYAML (like kubectl's YAML reader)
-    # follows YAML 1.1, where a bare `on` is the boolean true.
-    parsed = yaml.safe_load("retry:\n  on: [FAILED]\n")
-    assert parsed == {"retry": {True: ["FAILED"]}}
-    assert yaml.safe_load('retry:\n  "on": [FAILED]\n') == {"retry": {"on": ["FAILED"]}}
+    # Why the field is onStatuses and not on: PyYAML (like kubectl's sigs.k8s.io/yaml) follows YAML 1.1,
+    # where a bare `on` key is the boolean true; onStatuses needs no quoting.
+    assert yaml.safe_load("retry:\n  on: [FAILED]\n") == {"retry": {True: ["FAILED"]}}
+    assert yaml.safe_load("retry:\n  onStatuses: [FAILED]\n") == {"retry": {"onStatuses": ["FAILED"]}}
 
 
 @pytest.mark.parametrize(
@@ -956,7 +1014,21 @@ def test_unquoted_on_is_read_as_true_by_yaml_1_1() -> None:
             "duplicate condition type",
         ),
         ({"intents": {"k": {"action": "DELETE"}}}, "intent action not a task type"),
-        ({"intents": {"k": {"instanceIds": [f"e{i}" for i in range(101)]}}}, "intent over one call"),
+        (
+            {
+                "intents": {
+                    "k": {
+                        "action": "UPDATE",
+                        "instanceIds": [f"e{i}" for i in range(MAX_INSTANCES + 1)],
+                        "createdAt": "2025-11-25T21:11:00Z",
+                    }
+                }
+            },
+            "intent over the largest fleet",
+        ),
+        ({"intents": {"k": {"action": "UPDATE", "instanceIds": ["e1"]}}}, "intent without createdAt"),
+        ({"instances": {"ecs-1": {"state": "RETRY_WAIT", "failure": "CANCELED"}}}, "failure not offered"),
+        ({"apiError": {"httpStatus": 500}}, "apiError without time"),
         ({"somethingElse": 1}, "status is typed"),
     ],
     ids=ids,
@@ -1084,9 +1156,20 @@ def test_every_cel_rule_is_exercised_by_a_rejection() -> None:
 @needs_celpy
 def test_cel_summary_counts_add_up() -> None:
     obj = minimal()
-    obj["status"] = {"summary": {"total": 3, "succeeded": 1, "failed": 1, "inFlight": 1, "pending": 0}}
+    obj["status"] = {
+        "summary": {
+            "total": 6,
+            "succeeded": 1,
+            "failed": 1,
+            "rolledBack": 1,
+            "inFlight": 1,
+            "pending": 1,
+            "skipped": 1,
+        }
+    }
     assert all_errors(obj) == []
-    obj["status"]["summary"]["pending"] = 1
+    obj["status"]["summary"]["skipped"] = 2
     assert cel_errors(obj) == [
-        ".status.summary: summary counts must add up: total == succeeded + failed + inFlight + pending"
+        ".status.summary: summary counts must add up: total == succeeded + failed + rolledBack + "
+        "inFlight + pending + skipped"
     ]

@@ -1,0 +1,91 @@
+"""What the handler saw in Cloud Eye this cycle, and the lookups the planner makes in it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationStatus, InvocationType
+
+CLOCK_SKEW_SECONDS: Final = 60
+"""How far the cloud's clock (a task's create_time) may lag ours (an intent's createdAt).
+
+A task created for an intent is adopted if it was created no earlier than createdAt minus this. Tasks
+that could pass for the intent's own inside this window are ruled out by id (see Intent.preexisting and
+the instance's previous invocationId), so a generous window costs nothing in safety.
+"""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Tasks listed this cycle, by invocation id (unrelated tasks are allowed and ignored).
+
+    `instances_listed`: the instances whose *every* task (within the cloud's 90-day window) is in
+    `tasks`. None means the whole project was listed, so every instance is covered. Only for a covered
+    instance may the planner conclude from an absence ("no task was created for this intent", "there is
+    no UPDATE to roll back"); for others it waits.
+    """
+
+    tasks: Mapping[str, InvocationInfo]
+    instances_listed: frozenset[str] | None = None
+    _by_instance: dict[str, list[InvocationInfo]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @classmethod
+    def of(
+        cls, tasks: Iterable[InvocationInfo], instances_listed: Iterable[str] | None = None
+    ) -> Observation:
+        listed = None if instances_listed is None else frozenset(instances_listed)
+        return cls({task.invocation_id: task for task in tasks}, listed)
+
+    def covers(self, instance_id: str) -> bool:
+        return self.instances_listed is None or instance_id in self.instances_listed
+
+    def get(self, invocation_id: str | None) -> InvocationInfo | None:
+        return None if invocation_id is None else self.tasks.get(invocation_id)
+
+    def for_instance(self, instance_id: str) -> list[InvocationInfo]:
+        """Tasks of one instance, oldest first (by create_time, then id: a stable order)."""
+        if self._by_instance is None:
+            index: dict[str, list[InvocationInfo]] = {}
+            for task in self.tasks.values():
+                index.setdefault(task.instance_id, []).append(task)
+            for tasks in index.values():
+                tasks.sort(key=lambda t: (t.create_time or 0, t.invocation_id))
+            # A cache on a frozen dataclass: computed once per plan, on first use.
+            object.__setattr__(self, "_by_instance", index)
+        assert self._by_instance is not None
+        return self._by_instance.get(instance_id, [])
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackSource:
+    """What action ROLLBACK should do for one instance, judged from its UPDATE tasks."""
+
+    task: InvocationInfo | None
+    """The SUCCEEDED UPDATE task to roll back; None when there is nothing to do now."""
+    wait_for: InvocationInfo | None = None
+    """An UPDATE still PENDING/RUNNING: decide once it ends."""
+    skip_reason: str | None = None
+
+
+def rollback_source(tasks: Iterable[InvocationInfo]) -> RollbackSource:
+    """The UPDATE in effect on an instance: its latest UPDATE task that did not fail.
+
+    Walking from the newest UPDATE: an unfinished one -> wait; SUCCEEDED -> roll it back; ROLLBACKED ->
+    already undone, skip; FAILED/TIMEOUT/CANCELED -> it changed nothing, look at the one before.
+    RETRY tasks are not considered: a RETRY does not say what it retried.
+    """
+    updates = [t for t in tasks if t.invocation_type is InvocationType.UPDATE]
+    for task in sorted(updates, key=lambda t: (t.create_time or 0, t.invocation_id), reverse=True):
+        status = task.invocation_status
+        if not status.finished:
+            return RollbackSource(None, wait_for=task)
+        if status is InvocationStatus.SUCCEEDED:
+            return RollbackSource(task)
+        if status is InvocationStatus.ROLLBACKED:
+            why = f"its latest UPDATE task {task.invocation_id} is already rolled back"
+            return RollbackSource(None, skip_reason=why)
+    return RollbackSource(None, skip_reason="no SUCCEEDED UPDATE task to roll back (the cloud keeps 90 days)")

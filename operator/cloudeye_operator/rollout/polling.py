@@ -1,0 +1,92 @@
+"""How to look at Cloud Eye each cycle: what the planner needs listed, and the cheapest calls for it.
+
+Rule 3 (bounded traffic): the whole project costs ⌈count/100⌉ list calls (pages of 100); a task known
+by id costs one GET filtered by invocation_id; an instance whose tasks must be discovered (an intent to
+settle, the history action ROLLBACK reads) costs one GET filtered by instance_id. The cheaper wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT
+from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
+from cloudeye_operator.rollout.status import NOT_STARTED, TASK_STATES, RolloutStatus
+
+
+class PollMode(StrEnum):
+    NONE = "none"
+    """Nothing unfinished to look at."""
+    PROJECT = "project"
+    """One paged listing of the whole project: Observation(instances_listed=None)."""
+    PER_ITEM = "per-item"
+    """A GET per unfinished task (by invocation_id) and per instance to discover (by instance_id):
+    Observation(instances_listed=<those instances>)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    mode: PollMode
+    calls: int | None
+    """Estimated list calls; None when the project's size is unknown (its first page tells)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollNeeds:
+    """What the next plan must see: these tasks by id, and every task of these instances."""
+
+    invocation_ids: tuple[str, ...]
+    instance_ids: tuple[str, ...]
+
+
+def choose_poll(
+    unfinished_invocation_ids: int,
+    project_task_count_estimate: int | None,
+    *,
+    instances_to_list: int = 0,
+) -> PollPlan:
+    """The cheaper of a paged listing of the project and per-item queries.
+
+    `project_task_count_estimate`: `count` from the last project listing (None if never listed). Per-item
+    queries cost one call each (an instance with more than 100 tasks in 90 days costs a page more; rare).
+    On a tie the project listing wins: one consistent snapshot that covers every instance. With the
+    count unknown, a single per-item call is used as is; otherwise the project is listed (its first page
+    tells the count, so the next cycle can compare).
+    """
+    per_item = unfinished_invocation_ids + instances_to_list
+    if per_item == 0:
+        return PollPlan(PollMode.NONE, 0)
+    if project_task_count_estimate is None:
+        if per_item == 1:
+            return PollPlan(PollMode.PER_ITEM, 1)
+        return PollPlan(PollMode.PROJECT, None)
+    project = max(1, -(-project_task_count_estimate // MAX_PAGE_LIMIT))
+    if project <= per_item:
+        return PollPlan(PollMode.PROJECT, project)
+    return PollPlan(PollMode.PER_ITEM, per_item)
+
+
+def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
+    """What to list before calling `plan(spec, ..., status, ...)`.
+
+    - every tracked unfinished task (PENDING/RUNNING/ROLLING_BACK), by id;
+    - every instance in an intent (its new task can only be found by listing the instance);
+    - with action ROLLBACK, every instance not started yet (its UPDATE history decides what to undo),
+      and all of them when a new revision is about to start.
+    """
+    spec_ids = spec.instance_ids
+    tasks: list[str] = []
+    for iid in spec_ids:
+        rec = status.instances.get(iid)
+        if rec is not None and rec.state in TASK_STATES and rec.invocation_id is not None:
+            tasks.append(rec.invocation_id)
+    discover = status.intent_instance_ids
+    if spec.action is RolloutAction.ROLLBACK:
+        new_revision = status.revision_key != spec.revision_key
+        for iid in spec_ids:
+            rec = status.instances.get(iid)
+            if new_revision or rec is None or (rec.state in NOT_STARTED and rec.rollback_of is None):
+                discover.add(iid)
+    wanted = set(spec_ids)
+    return PollNeeds(tuple(tasks), tuple(i for i in spec_ids if i in discover and i in wanted))

@@ -1,0 +1,268 @@
+"""Typed model of `AgentRollout.spec`, validated once where the data enters the operator.
+
+The CRD (OpenAPI schema + CEL) rejects bad input at apply time; this module checks the same rules again
+because a spec can reach the operator by other paths (an older CRD, a status-less restore, a unit test),
+and a rule enforced in only one place is a rule that will drift. Every failure is a `SpecError` that
+names the offending field as a path (`spec.instances[3].id`), so a `Stalled` condition can repeat it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.alias_generators import to_camel
+
+from cloudeye_operator.cloudeye.models import (
+    INSTANCE_ID_PATTERN,
+    MAX_VERSION_LENGTH,
+    PROJECT_ID_PATTERN,
+    InstanceType,
+    InvocationType,
+    VersionType,
+)
+
+PERCENT_PATTERN: Final = re.compile(r"^(0|[1-9][0-9]?|100)%$")
+# A Secret's name is a DNS-1123 subdomain.
+SECRET_NAME_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+REGION_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+ENDPOINT_PATTERN: Final = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
+MAX_RETRY_LIMIT: Final = 100
+MAX_SECONDS: Final = 7 * 24 * 3600
+
+
+class SpecError(ValueError):
+    """The spec is invalid or unsatisfiable; `field` is a path such as `spec.instances[3].id`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class RolloutAction(StrEnum):
+    """What a rollout does to every instance (RETRY is a means, never a goal, so it is not offered)."""
+
+    INSTALL = "INSTALL"
+    UPDATE = "UPDATE"
+    ROLLBACK = "ROLLBACK"
+
+    @property
+    def invocation_type(self) -> InvocationType:
+        return InvocationType(self.value)
+
+
+class RetryOn(StrEnum):
+    """Task outcomes worth another attempt. CANCELED is not offered: someone stopped it on purpose."""
+
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+
+
+def _int_or_percent(minimum: int) -> PlainValidator:
+    """An int >= minimum, or a percentage string "NN%" (0-100; 1-100 when minimum is 1)."""
+
+    def check(value: Any) -> int | str:
+        if isinstance(value, bool):
+            raise ValueError("must be an integer or a percentage such as '25%'")
+        if isinstance(value, int):
+            if value < minimum:
+                raise ValueError(f"must be at least {minimum}")
+            return value
+        if isinstance(value, str):
+            if not PERCENT_PATTERN.match(value):
+                raise ValueError(f"{value!r} is not a percentage between 0% and 100% (such as '25%')")
+            if int(value[:-1]) < minimum:
+                raise ValueError(f"must be at least {minimum}%")
+            return value
+        raise ValueError("must be an integer or a percentage such as '25%'")
+
+    return PlainValidator(check)
+
+
+MaxInFlight = Annotated[int | str, _int_or_percent(1)]
+MaxFailures = Annotated[int | str, _int_or_percent(0)]
+Seconds = Annotated[StrictInt, Field(ge=1, le=MAX_SECONDS)]
+
+
+def resolve(value: int | str, total: int, *, round_up: bool) -> int:
+    """An absolute count from an int or a percentage of `total`.
+
+    Percentages round up for maxInFlight (`round_up=True`, so "1%" of 50 still lets one instance
+    proceed) and down for maxFailures (`round_up=False`, so "10%" of 15 tolerates 1 failure, not 2:
+    a budget must never allow more failures than the user wrote).
+    """
+    if isinstance(value, int):
+        return value
+    percent = int(value.rstrip("%"))
+    exact = percent * total
+    return -(-exact // 100) if round_up else exact // 100
+
+
+def resolve_max_in_flight(value: int | str, total: int) -> int:
+    """maxInFlight as a count: ceil of a percentage, and never below 1 (a rollout must be able to move)."""
+    return max(1, resolve(value, total, round_up=True))
+
+
+def resolve_max_failures(value: int | str, total: int) -> int:
+    """maxFailures as a count: floor of a percentage (see `resolve`)."""
+    return resolve(value, total, round_up=False)
+
+
+class _SpecModel(BaseModel):
+    # Unknown fields are errors: a typo such as `maxInflight` must not silently mean "default".
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True, strict=True
+    )
+
+
+class InstanceRef(_SpecModel):
+    id: Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN.pattern)]
+    type: InstanceType | None = None
+
+
+class SecretRef(_SpecModel):
+    name: Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN.pattern, max_length=253)]
+
+
+class CloudSpec(_SpecModel):
+    region: Annotated[str, StringConstraints(pattern=REGION_PATTERN.pattern)] | None = None
+    project_id: Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN.pattern)] | None = None
+    endpoint: Annotated[str, StringConstraints(pattern=ENDPOINT_PATTERN.pattern, max_length=2048)] | None = (
+        None
+    )
+    credentials_secret_ref: SecretRef | None = None
+
+
+class RetryPolicy(_SpecModel):
+    limit: Annotated[StrictInt, Field(ge=0, le=MAX_RETRY_LIMIT)] = 3
+    """Retries after the first attempt: an instance gets at most 1 + limit task runs."""
+    backoff_seconds: Annotated[StrictInt, Field(ge=0, le=MAX_SECONDS)] = 30
+    on_statuses: tuple[RetryOn, ...] = (RetryOn.FAILED, RetryOn.TIMEOUT)
+    """`onStatuses`, not `on`: YAML 1.1 readers (kubectl's, PyYAML) take a bare `on:` key for true."""
+
+
+class Strategy(_SpecModel):
+    max_in_flight: MaxInFlight = 100
+    max_failures: MaxFailures = 0
+    retry: RetryPolicy = RetryPolicy()
+    poll_interval_seconds: Seconds = 15
+    progress_deadline_seconds: Seconds = 3600
+    rollback_on_failure: StrictBool = False
+
+
+class RolloutSpec(_SpecModel):
+    action: RolloutAction
+    instances: tuple[InstanceRef, ...]
+    version_type: VersionType | None = None
+    version: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VERSION_LENGTH)] | None = None
+    cloud: CloudSpec | None = None
+    strategy: Strategy = Strategy()
+    paused: StrictBool = False
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None) -> RolloutSpec:
+        """Validate a spec as Kubernetes holds it (camelCase keys); raise `SpecError` naming the field."""
+        if data is None:
+            raise SpecError("spec", "is required")
+        if not isinstance(data, Mapping):
+            raise SpecError("spec", "must be an object")
+        try:
+            # JSON mode: enums and strings arrive as strings, exactly as from the API server.
+            spec = cls.model_validate_json(_to_json(data))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            more = exc.error_count() - 1
+            message = error["msg"].removeprefix("Value error, ")
+            if more:
+                message += f" (and {more} more error{'s' if more > 1 else ''})"
+            raise SpecError(_path(error["loc"]), message) from None
+        spec._check()
+        return spec
+
+    def _check(self) -> None:
+        """Rules across fields (the CRD's CEL rules)."""
+        if not self.instances:
+            raise SpecError("spec.instances", "at least one instance is required")
+        seen: dict[str, int] = {}
+        for index, instance in enumerate(self.instances):
+            if instance.id in seen:
+                raise SpecError(
+                    f"spec.instances[{index}].id",
+                    f"duplicate instance id {instance.id!r} (also spec.instances[{seen[instance.id]}])",
+                )
+            seen[instance.id] = index
+        if self.action is RolloutAction.ROLLBACK:
+            if self.version_type is not None:
+                raise SpecError("spec.versionType", "must not be set when action is ROLLBACK")
+            if self.version is not None:
+                raise SpecError("spec.version", "must not be set when action is ROLLBACK")
+        if self.strategy.rollback_on_failure and self.action is not RolloutAction.UPDATE:
+            raise SpecError("spec.strategy.rollbackOnFailure", "is only allowed when action is UPDATE")
+        strategy = self.strategy
+        if strategy.progress_deadline_seconds <= strategy.poll_interval_seconds:
+            raise SpecError(
+                "spec.strategy.progressDeadlineSeconds",
+                "must be greater than pollIntervalSeconds, or the deadline would pass between two polls",
+            )
+        on_statuses = strategy.retry.on_statuses
+        if len(set(on_statuses)) != len(on_statuses):
+            raise SpecError("spec.strategy.retry.onStatuses", "must not repeat a value")
+
+    @property
+    def revision_key(self) -> str:
+        """What identifies "the same rollout": a change here starts a new revision."""
+        return f"{self.action}|{self.version or ''}|{self.version_type or ''}"
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return [instance.id for instance in self.instances]
+
+    def max_in_flight(self) -> int:
+        return resolve_max_in_flight(self.strategy.max_in_flight, len(self.instances))
+
+    def max_failures(self) -> int:
+        return resolve_max_failures(self.strategy.max_failures, len(self.instances))
+
+
+def _to_json(data: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise SpecError("spec", f"is not JSON data ({exc})") from None
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+__all__ = [
+    "CloudSpec",
+    "InstanceRef",
+    "RetryOn",
+    "RetryPolicy",
+    "RolloutAction",
+    "RolloutSpec",
+    "SecretRef",
+    "SpecError",
+    "Strategy",
+    "resolve",
+    "resolve_max_failures",
+    "resolve_max_in_flight",
+]

@@ -1,0 +1,254 @@
+"""Typed model of `AgentRollout.status`: what the operator knows, written so a person can read it.
+
+The per-instance state machine (one closed enum, `InstanceState`), as transitions:
+
+    WAITING      -> CREATING       started: an intent is recorded, the call is about to be made
+    WAITING      -> BLOCKED        another rollout has unfinished work on the instance (and back)
+    WAITING      -> SKIPPED        action ROLLBACK and no UPDATE in effect to undo
+    CREATING     -> PENDING/RUNNING/ROLLING_BACK   the task is known (answer, or adopted by listing)
+    CREATING     -> REFUSED        batch-create answered `ret_status: error` for it
+    CREATING     -> WAITING / RETRY_WAIT           intent released: nothing was created, it goes again
+    PENDING      -> RUNNING -> SUCCEEDED           (a rollback: ROLLING_BACK -> ROLLED_BACK)
+    RUNNING      -> FAILED/TIMEOUT                 the task failed
+    FAILED/TIMEOUT/REFUSED -> RETRY_WAIT           a retry is allowed: it is scheduled at retryAt
+    FAILED/TIMEOUT/REFUSED -> GAVE_UP              retries exhausted, or an outcome not in retry.onStatuses
+    RUNNING      -> GAVE_UP        the task was CANCELED by someone: not fought
+    RETRY_WAIT   -> CREATING       retryAt passed: RETRY of the failed task, or a new create if refused
+    RETRY_WAIT   -> FAILED/TIMEOUT/REFUSED         paused, or over the failure budget: held
+    SUCCEEDED    -> WAITING        over budget with rollbackOnFailure: action becomes ROLLBACK
+    any          -> WAITING        a new revision resets every instance (attempts 0)
+
+An instance is *in flight* (counts against maxInFlight) while it has an unfinished task, an intent, or a
+scheduled retry: CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT. FAILED/TIMEOUT/REFUSED mean "the
+last attempt failed and a retry is allowed, but none is scheduled" (the rollout is paused or its failure
+budget is spent); they hold no slot. Terminal: SUCCEEDED, GAVE_UP, ROLLED_BACK, SKIPPED.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from cloudeye_operator.cloudeye.models import InvocationType
+from cloudeye_operator.rollout.conditions import Condition
+
+
+class InstanceState(StrEnum):
+    WAITING = "WAITING"
+    """Not started yet (or, with action ROLLBACK, a rollback not started yet)."""
+    BLOCKED = "BLOCKED"
+    """Not started: another rollout has unfinished work on this instance."""
+    CREATING = "CREATING"
+    """An intent is recorded (a create/retry/rollback call is being made); no task is known yet."""
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    """The task failed; a retry is allowed but not scheduled (paused, or the failure budget is spent)."""
+    TIMEOUT = "TIMEOUT"
+    """As FAILED, for a task that timed out."""
+    REFUSED = "REFUSED"
+    """batch-create answered `ret_status: error` for this item; counts as an attempt."""
+    RETRY_WAIT = "RETRY_WAIT"
+    """A retry is scheduled at `retryAt` (backoff)."""
+    GAVE_UP = "GAVE_UP"
+    """Terminal failure: retries exhausted, an outcome not in retry.onStatuses, or a task CANCELED."""
+    ROLLING_BACK = "ROLLING_BACK"
+    ROLLED_BACK = "ROLLED_BACK"
+    SKIPPED = "SKIPPED"
+    """Action ROLLBACK found nothing to roll back (no SUCCEEDED UPDATE task, or it is rolled back already)."""
+
+
+IN_FLIGHT: Final = frozenset(
+    {
+        InstanceState.CREATING,
+        InstanceState.PENDING,
+        InstanceState.RUNNING,
+        InstanceState.ROLLING_BACK,
+        InstanceState.RETRY_WAIT,
+    }
+)
+LIVE: Final = frozenset(
+    {InstanceState.CREATING, InstanceState.PENDING, InstanceState.RUNNING, InstanceState.ROLLING_BACK}
+)
+"""A task or an intent exists: work the operator must keep watching."""
+TASK_STATES: Final = frozenset({InstanceState.PENDING, InstanceState.RUNNING, InstanceState.ROLLING_BACK})
+"""States whose tracked task (`invocationId`) is unfinished and must be polled."""
+NOT_STARTED: Final = frozenset({InstanceState.WAITING, InstanceState.BLOCKED})
+HELD_FAILURES: Final = frozenset({InstanceState.FAILED, InstanceState.TIMEOUT, InstanceState.REFUSED})
+TERMINAL: Final = frozenset(
+    {InstanceState.SUCCEEDED, InstanceState.GAVE_UP, InstanceState.ROLLED_BACK, InstanceState.SKIPPED}
+)
+
+
+class Failure(StrEnum):
+    """How the last attempt failed, kept while a retry is pending (it picks the retry call)."""
+
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    REFUSED = "REFUSED"
+
+    @property
+    def state(self) -> InstanceState:
+        return InstanceState(self.value)
+
+
+class Phase(StrEnum):
+    """For humans and printer columns; the conditions are the contract."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    STALLED = "Stalled"
+
+
+class _StatusModel(BaseModel):
+    # Tolerant: a status written by an older operator (or one with fields we do not know) still loads.
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def evolve(self, changes: Mapping[str, Any]) -> Self:
+        """`model_copy(update=changes)` without its generic overhead: the planner's hot path at N=10,000.
+
+        As with model_copy, values are not validated: callers pass typed values.
+        """
+        new = self.__class__.__new__(self.__class__)
+        values = self.__dict__.copy()
+        values.update(changes)
+        _set_attr(new, "__dict__", values)
+        _set_attr(new, "__pydantic_extra__", None)
+        _set_attr(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
+        _set_attr(new, "__pydantic_private__", None)
+        return new
+
+
+_set_attr = object.__setattr__
+
+
+class InstanceStatus(_StatusModel):
+    state: InstanceState = InstanceState.WAITING
+    action: InvocationType | None = None
+    """The work this instance is getting: INSTALL, UPDATE or ROLLBACK (a RETRY continues it)."""
+    invocation_id: str | None = None
+    """The latest task known for this instance (kept across a new revision to rule it out for adoption)."""
+    attempts: int = 0
+    """Task runs (and refused requests) for the current action in this revision."""
+    message: str | None = None
+    current_version: str | None = None
+    target_version: str | None = None
+    last_transition_time: datetime | None = None
+    retry_at: datetime | None = None
+    """When the pending retry may be sent (set while a retry is allowed)."""
+    failure: Failure | None = None
+    """How the last attempt failed, while a retry is pending."""
+    rollback_of: str | None = None
+    """For a rollback: the SUCCEEDED UPDATE task it undoes."""
+
+
+class Intent(_StatusModel):
+    """A create/retry/rollback call recorded before it is made (rule 1: crash safety)."""
+
+    action: InvocationType
+    instance_ids: tuple[str, ...]
+    invocation_ids: tuple[str, ...] = ()
+    """RETRY/ROLLBACK: the task acted on, index-aligned with instance_ids."""
+    created_at: datetime
+    confirmed: tuple[str, ...] = ()
+    """Instances the cloud confirmed without a task id: they are adopted by listing, never re-created."""
+    preexisting: tuple[str, ...] = ()
+    """Tasks already listed when the intent was made that could pass for its own: never adopted."""
+
+
+class Summary(_StatusModel):
+    """Counts by state; they add up to `total`."""
+
+    total: int = 0
+    succeeded: int = 0
+    """SUCCEEDED."""
+    failed: int = 0
+    """GAVE_UP, plus FAILED/TIMEOUT/REFUSED (failed and no retry scheduled)."""
+    rolled_back: int = 0
+    in_flight: int = 0
+    """CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT."""
+    pending: int = 0
+    """WAITING, BLOCKED."""
+    skipped: int = 0
+
+
+SUMMARY_FIELD: Final[Mapping[InstanceState, str]] = {
+    InstanceState.SUCCEEDED: "succeeded",
+    InstanceState.GAVE_UP: "failed",
+    InstanceState.FAILED: "failed",
+    InstanceState.TIMEOUT: "failed",
+    InstanceState.REFUSED: "failed",
+    InstanceState.ROLLED_BACK: "rolled_back",
+    InstanceState.CREATING: "in_flight",
+    InstanceState.PENDING: "in_flight",
+    InstanceState.RUNNING: "in_flight",
+    InstanceState.ROLLING_BACK: "in_flight",
+    InstanceState.RETRY_WAIT: "in_flight",
+    InstanceState.WAITING: "pending",
+    InstanceState.BLOCKED: "pending",
+    InstanceState.SKIPPED: "skipped",
+}
+
+
+def summarize(instances: Iterable[InstanceStatus]) -> Summary:
+    by_state = Counter(record.state for record in instances)
+    counts: Counter[str] = Counter()
+    for state, count in by_state.items():
+        counts[SUMMARY_FIELD[state]] += count
+    return Summary(total=sum(by_state.values()), **counts)
+
+
+class ApiErrorRecord(_StatusModel):
+    """The last create/retry/rollback call that failed as a whole; new calls wait a while after it."""
+
+    http_status: int | None = None
+    """None: the cloud was never reached, or the request was refused locally."""
+    error_code: str | None = None
+    message: str = ""
+    time: datetime
+    generation: int = 0
+
+
+class RolloutStatus(_StatusModel):
+    observed_generation: int = 0
+    phase: Phase = Phase.PENDING
+    revision: int = 0
+    """Starts at 1; +1 whenever revisionKey changes (and the previous revision's tasks have ended)."""
+    revision_key: str = ""
+    """action|version|versionType: what identifies "the same rollout"."""
+    summary: Summary = Summary()
+    instances: dict[str, InstanceStatus] = Field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
+    intents: dict[str, Intent] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    """When the current revision started."""
+    last_progress_at: datetime | None = None
+    """When an instance last changed state (the progress deadline counts from here)."""
+    api_error: ApiErrorRecord | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RolloutStatus:
+        """Load a status as Kubernetes holds it; empty, None and older shapes load with defaults."""
+        return cls.model_validate(dict(data or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as JSON data (camelCase, RFC3339 times, no nulls: absence is the merge-patch null)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # Keep the maps even when empty, so a diff shows entries leaving rather than the map vanishing.
+        data.setdefault("instances", {})
+        data.setdefault("intents", {})
+        return data
+
+    @property
+    def intent_instance_ids(self) -> set[str]:
+        return {iid for intent in self.intents.values() for iid in intent.instance_ids}

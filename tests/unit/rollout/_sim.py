@@ -1,0 +1,234 @@
+"""Test helpers: specs, tasks, and a tiny in-memory cloud that drives plan/record_outcome cycles.
+
+A test double of Cloud Eye's *semantics* only (no HTTP): the real emulator lives in the product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cloudeye_operator.cloudeye.models import (
+    BatchCreateInvocationInfo,
+    InvocationInfo,
+    InvocationStatus,
+    InvocationType,
+    RetStatus,
+)
+from cloudeye_operator.rollout import (
+    Action,
+    ActionOutcome,
+    Created,
+    CreateTasks,
+    Event,
+    Observation,
+    Plan,
+    RetryTasks,
+    RollbackTasks,
+    RolloutSpec,
+    RolloutStatus,
+    plan,
+    record_outcome,
+)
+from cloudeye_operator.rollout.status import summarize
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def ids(n: int, prefix: str = "i") -> list[str]:
+    return [f"{prefix}{k:05d}" for k in range(n)]
+
+
+def make_spec(instances: Iterable[str] | int = 3, **fields: Any) -> RolloutSpec:
+    if isinstance(instances, int):
+        instances = ids(instances)
+    strategy = fields.pop("strategy", {})
+    data: dict[str, Any] = {"action": "UPDATE", "instances": [{"id": i} for i in instances], **fields}
+    data["strategy"] = {"retry": {"backoffSeconds": 30}, **strategy}
+    return RolloutSpec.parse(data)
+
+
+def task(
+    tid: str,
+    instance: str,
+    kind: InvocationType | str = InvocationType.UPDATE,
+    status: InvocationStatus | str = InvocationStatus.PENDING,
+    created: datetime = T0,
+    **extra: Any,
+) -> InvocationInfo:
+    return InvocationInfo(
+        invocation_id=tid,
+        instance_id=instance,
+        invocation_type=InvocationType(kind),
+        invocation_status=InvocationStatus(status),
+        create_time=ms(created),
+        **extra,
+    )
+
+
+def observe(*tasks: InvocationInfo, listed: Iterable[str] | None = None) -> Observation:
+    return Observation.of(tasks, instances_listed=listed)
+
+
+def task_actions(p: Plan) -> list[Action]:
+    return [a for a in p.actions if not isinstance(a, Event)]
+
+
+def events(p: Plan) -> list[Event]:
+    return [a for a in p.actions if isinstance(a, Event)]
+
+
+def reasons(p: Plan) -> list[str]:
+    return [e.reason for e in events(p)]
+
+
+def states(status: RolloutStatus) -> dict[str, str]:
+    return {iid: str(rec.state) for iid, rec in status.instances.items()}
+
+
+def cond(status: RolloutStatus, type_: str) -> tuple[str, str]:
+    found = next(c for c in status.conditions if c.type == type_)
+    return str(found.status), found.reason
+
+
+@dataclass
+class Cloud:
+    """Cloud Eye's task semantics in memory. Tasks are created PENDING; tests move them."""
+
+    tasks: dict[str, InvocationInfo] = field(default_factory=dict)
+    refuse: set[str] = field(default_factory=set)
+    """Instances whose next create is refused (ret_status: error), then forgotten."""
+    refuse_always: set[str] = field(default_factory=set)
+    calls: list[Action] = field(default_factory=list)
+    counter: int = 0
+
+    def _new(self, instance: str, kind: InvocationType, now: datetime) -> InvocationInfo:
+        self.counter += 1
+        created = task(f"t{self.counter:06d}", instance, kind, InvocationStatus.PENDING, now)
+        self.tasks[created.invocation_id] = created
+        return created
+
+    def run(self, action: Action, now: datetime) -> ActionOutcome:
+        self.calls.append(action)
+        results: list[BatchCreateInvocationInfo] = []
+        if isinstance(action, CreateTasks):
+            targets = [(iid, action.invocation_type) for iid in action.instance_ids]
+        elif isinstance(action, RetryTasks):
+            targets = [(self.tasks[t].instance_id, InvocationType.RETRY) for t in action.invocation_ids]
+        elif isinstance(action, RollbackTasks):
+            targets = [(self.tasks[t].instance_id, InvocationType.ROLLBACK) for t in action.invocation_ids]
+        else:
+            raise TypeError(action)
+        for iid, kind in targets:
+            if iid in self.refuse or iid in self.refuse_always:
+                self.refuse.discard(iid)
+                results.append(
+                    BatchCreateInvocationInfo(
+                        instance_id=iid, ret_status=RetStatus.ERROR, error_msg="do not meet the conditions"
+                    )
+                )
+                continue
+            made = self._new(iid, kind, now)
+            results.append(
+                BatchCreateInvocationInfo(
+                    instance_id=iid, ret_status=RetStatus.SUCCESSFUL, invocation_id=made.invocation_id
+                )
+            )
+        return Created(results)
+
+    def set(self, tid: str, status: InvocationStatus | str) -> None:
+        self.tasks[tid] = self.tasks[tid].model_copy(update={"invocation_status": InvocationStatus(status)})
+
+    def latest(self, instance: str) -> InvocationInfo:
+        mine = [t for t in self.tasks.values() if t.instance_id == instance]
+        return max(mine, key=lambda t: (t.create_time or 0, t.invocation_id))
+
+    def finish(self, instances: Iterable[str], status: InvocationStatus | str) -> None:
+        for iid in instances:
+            self.set(self.latest(iid).invocation_id, status)
+
+    def count(self, kind: type) -> int:
+        return sum(1 for a in self.calls if isinstance(a, kind))
+
+
+@dataclass
+class Sim:
+    """Drives cycles the way the handler must: plan -> persist -> run -> record_outcome -> persist."""
+
+    spec: RolloutSpec
+    cloud: Cloud = field(default_factory=Cloud)
+    status: RolloutStatus = field(default_factory=RolloutStatus)
+    generation: int = 1
+    last: Plan | None = None
+    claimed: Mapping[str, str] = field(default_factory=dict)
+
+    def cycle(self, now: datetime) -> Plan:
+        p = plan(
+            self.spec,
+            self.generation,
+            self.status,
+            Observation.of(self.cloud.tasks.values()),
+            now,
+            claimed_elsewhere=self.claimed,
+        )
+        self.status = p.status
+        for action in task_actions(p):
+            self.status = record_outcome(self.status, action, self.cloud.run(action, now), now)
+        self.last = p
+        return p
+
+
+def make_status(
+    spec: RolloutSpec,
+    instances: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    revision: int = 1,
+    intents: Mapping[str, Mapping[str, Any]] | None = None,
+    **fields: Any,
+) -> RolloutStatus:
+    """A status as an earlier cycle of `spec` (revision `revision`) could have left it, at T0.
+
+    Instances not given are WAITING; given ones take camelCase fields (state, invocationId, ...).
+    """
+    records: dict[str, Any] = {
+        iid: {"state": "WAITING", "action": spec.action.value, "lastTransitionTime": T0}
+        for iid in spec.instance_ids
+    }
+    for iid, rec in (instances or {}).items():
+        records[iid] = {"action": spec.action.value, "lastTransitionTime": T0, **rec}
+    data: dict[str, Any] = {
+        "observedGeneration": 1,
+        "phase": "Progressing",
+        "revision": revision,
+        "revisionKey": spec.revision_key,
+        "startedAt": T0,
+        "lastProgressAt": T0,
+        "instances": records,
+        "intents": dict(intents or {}),
+        **fields,
+    }
+    status = RolloutStatus.from_dict(data)
+    return status.model_copy(update={"summary": summarize(status.instances.values())})
+
+
+def shape(p: Plan) -> list[tuple[str, tuple[str, ...]]]:
+    """Task actions as (kind, ids) for compact expectations."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for action in task_actions(p):
+        if isinstance(action, CreateTasks):
+            out.append((f"create-{action.invocation_type.lower()}", action.instance_ids))
+        elif isinstance(action, RetryTasks):
+            out.append(("retry", action.invocation_ids))
+        elif isinstance(action, RollbackTasks):
+            out.append(("rollback", action.invocation_ids))
+    return out

@@ -1,0 +1,72 @@
+"""choose_poll (rule 3) and what the next plan needs listed."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudeye_operator.rollout import (
+    PollMode,
+    PollNeeds,
+    PollPlan,
+    RolloutStatus,
+    choose_poll,
+    observation_needs,
+)
+
+from ._sim import at, ids, make_spec, make_status
+
+I = ids(10)  # noqa: E741
+
+
+@pytest.mark.parametrize(
+    ("unfinished", "count", "discover", "expected"),
+    [
+        (0, 5000, 0, PollPlan(PollMode.NONE, 0)),
+        (3, 5000, 0, PollPlan(PollMode.PER_ITEM, 3)),  # 3 GETs beat 50 pages
+        (50, 5000, 0, PollPlan(PollMode.PROJECT, 50)),  # a tie: one consistent snapshot
+        (51, 5000, 0, PollPlan(PollMode.PROJECT, 50)),
+        (2500, 10_000, 0, PollPlan(PollMode.PROJECT, 100)),
+        (1, 0, 0, PollPlan(PollMode.PROJECT, 1)),  # an empty project is still one call
+        (1, 250, 0, PollPlan(PollMode.PER_ITEM, 1)),
+        (2, 101, 0, PollPlan(PollMode.PROJECT, 2)),
+        (1, 5000, 2, PollPlan(PollMode.PER_ITEM, 3)),  # instances to discover cost one GET each
+        (0, 5000, 60, PollPlan(PollMode.PROJECT, 50)),
+        (1, None, 0, PollPlan(PollMode.PER_ITEM, 1)),  # count unknown: a single GET is cheapest
+        (2, None, 0, PollPlan(PollMode.PROJECT, None)),  # count unknown: list, and learn it
+    ],
+)
+def test_choose_poll(unfinished: int, count: int | None, discover: int, expected: PollPlan) -> None:
+    assert choose_poll(unfinished, count, instances_to_list=discover) == expected
+
+
+def test_needs_of_a_rollout_in_progress() -> None:
+    spec = make_spec(I[:5])
+    status = make_status(
+        spec,
+        {
+            I[0]: {"state": "PENDING", "invocationId": "t0"},
+            I[1]: {"state": "RUNNING", "invocationId": "t1"},
+            I[2]: {"state": "CREATING"},
+            I[3]: {"state": "SUCCEEDED", "invocationId": "t3"},
+        },
+        intents={"k": {"action": "UPDATE", "instanceIds": [I[2]], "createdAt": at(0)}},
+    )
+    assert observation_needs(spec, status) == PollNeeds(("t0", "t1"), (I[2],))
+
+
+def test_needs_of_a_rollback_include_the_history_of_instances_not_started() -> None:
+    spec = make_spec(I[:3], action="ROLLBACK")
+    assert observation_needs(spec, RolloutStatus()) == PollNeeds((), tuple(I[:3]))
+    status = make_status(
+        spec,
+        {
+            I[0]: {"state": "ROLLING_BACK", "invocationId": "r0", "rollbackOf": "u0"},
+            I[1]: {"state": "SKIPPED"},
+        },
+    )
+    assert observation_needs(spec, status) == PollNeeds(("r0",), (I[2],))
+
+
+def test_needs_ignore_instances_no_longer_in_the_spec() -> None:
+    status = make_status(make_spec(I[:2]), {I[1]: {"state": "RUNNING", "invocationId": "t1"}})
+    assert observation_needs(make_spec(I[:1]), status) == PollNeeds((), ())
