@@ -6,6 +6,8 @@ import click
 
 from cloudeye_operator import __version__
 from cloudeye_operator.emulator.cli import emulator_command
+from cloudeye_operator.run import run_command
+from cloudeye_operator.status_view import status_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,4 +16,6 @@ def main() -> None:
     """Roll the Huawei Cloud Eye agent (telescope) out to fleets of servers from Kubernetes."""
 
 
+main.add_command(run_command)
+main.add_command(status_command)
 main.add_command(emulator_command)

@@ -1,0 +1,166 @@
+"""kopf handlers: translate between Kubernetes and the reconciler. No rollout policy lives here.
+
+- A daemon per AgentRollout runs reconcile cycles while the rollout has something to do, sleeping
+  `requeue_after` between them (the planner's poll interval or retry backoff). A spec edit wakes it.
+- The daemon's filter stops it once the rollout is settled (observed, nothing in flight, finished):
+  a finished rollout costs nothing. kopf spawns it again when the spec changes.
+- An index of which rollout has unfinished work on which server lets a later rollout wait instead of
+  racing the earlier one for the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import kopf
+
+from cloudeye_operator import kube
+from cloudeye_operator.config import OperatorSettings
+from cloudeye_operator.reconciler import Deps, Rollout, reconcile
+from cloudeye_operator.rollout.status import LIVE, Phase
+from cloudeye_operator.sessions import ClientPool
+
+log = logging.getLogger(__name__)
+
+RESOURCE: Final = (kube.GROUP, kube.VERSION, kube.PLURAL)
+SETTLED_PHASES: Final = frozenset({Phase.SUCCEEDED.value, Phase.FAILED.value})
+IDLE_WAIT_SECONDS: Final = 3600.0
+"""With nothing scheduled, a daemon still wakes hourly: a cheap re-check, in case a wakeup was lost."""
+_LIVE_STATES: Final = frozenset(state.value for state in LIVE)
+
+
+@dataclass
+class OperatorMemo:
+    settings: OperatorSettings
+    deps: Deps
+    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+
+
+def _memo(memo: Any) -> OperatorMemo:
+    state = memo.get("cloudeye")
+    assert isinstance(state, OperatorMemo), "the startup handler did not run"
+    return state
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    config = OperatorSettings()
+    # Keep kopf's own bookkeeping in annotations: the status schema is ours, and typed.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudeye.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="cloudeye.dev")
+    settings.posting.enabled = config.post_events
+    settings.watching.server_timeout = 300
+    pool = ClientPool(config)
+    memo["cloudeye"] = OperatorMemo(
+        settings=config, deps=Deps(settings=config, pool=pool, read_secret=kube.read_secret_data)
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    await _memo(memo).deps.pool.aclose()
+
+
+@kopf.index(*RESOURCE)
+def live_claims(namespace: str | None, name: str, status: Mapping[str, Any], **_: Any) -> dict[str, str]:
+    """instance id -> "namespace/name" of the rollout with a task or intent on it."""
+    instances = status.get("instances") or {}
+    owner = f"{namespace}/{name}"
+    return {iid: owner for iid, rec in instances.items() if (rec or {}).get("state") in _LIVE_STATES}
+
+
+def needs_driving(body: kopf.Body, **_: Any) -> bool:
+    """The daemon runs unless the rollout is settled: its generation observed, nothing live, finished."""
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body.metadata.get("generation"):
+        return True
+    if status.get("intents"):
+        return True
+    return status.get("phase") not in SETTLED_PHASES
+
+
+@kopf.on.update(*RESOURCE, field="spec")
+def wake_on_spec_change(uid: str, memo: Any, **_: Any) -> None:
+    event = _memo(memo).wakeups.get(uid)
+    if event is not None:
+        event.set()
+
+
+@kopf.daemon(*RESOURCE, when=needs_driving, cancellation_timeout=30.0)
+async def drive(
+    *,
+    body: kopf.Body,
+    uid: str,
+    namespace: str | None,
+    name: str,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **kwargs: Any,
+) -> None:
+    claims: kopf.Index[str, str] = kwargs["live_claims"]  # kopf passes indexes by name
+    namespace = namespace or "default"
+    state = _memo(memo)
+    wakeup = state.wakeups.setdefault(uid, asyncio.Event())
+    me = f"{namespace}/{name}"
+    # The daemon is this rollout's only status writer: what it wrote last is the truth, even before
+    # the watch stream brings that write back into `body`.
+    written: dict[str, Any] | None = None
+
+    async def write_status(patch: dict[str, Any]) -> None:
+        await kube.patch_status(namespace, name, patch)
+
+    def post_event(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+    try:
+        while not stopped:
+            wakeup.clear()
+            spec = dict(body.get("spec") or {})
+            claimed = _claimed_elsewhere(spec, claims, me)
+            rollout = Rollout(
+                namespace=namespace,
+                name=name,
+                generation=int(body.metadata.get("generation") or 0),
+                spec=spec,
+                status=written if written is not None else dict(body.get("status") or {}),
+                write_status=write_status,
+                post_event=post_event,
+                claimed_elsewhere=claimed,
+            )
+            try:
+                cycle = await reconcile(rollout, state.deps)
+                written, delay = cycle.status, cycle.requeue_after
+            except kube.KubeError as error:
+                logger.warning("status not written (%s); retrying", error)
+                written = None  # re-read the server's view next time
+                delay = 5.0
+            await _sleep(wakeup, stopped, delay if delay is not None else IDLE_WAIT_SECONDS)
+    finally:
+        state.wakeups.pop(uid, None)
+
+
+def _claimed_elsewhere(spec: Mapping[str, Any], claims: kopf.Index[str, str], me: str) -> dict[str, str]:
+    claimed: dict[str, str] = {}
+    for entry in spec.get("instances") or []:
+        iid = entry.get("id") if isinstance(entry, Mapping) else None
+        if iid is None or iid not in claims:
+            continue
+        others = sorted(owner for owner in claims[iid] if owner != me)
+        if others:
+            claimed[iid] = others[0]
+    return claimed
+
+
+async def _sleep(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Sleep until the delay passes, the spec changes, or the daemon is stopped."""
+    waits = [asyncio.ensure_future(wakeup.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waits, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()

@@ -1,0 +1,258 @@
+"""One reconcile cycle of one rollout: observe, plan, persist, act, record, persist.
+
+Thin: every decision is the planner's (`cloudeye_operator.rollout`). This module only moves data
+between Kubernetes, Cloud Eye and the planner, in the order that makes a crash harmless: the status
+holding an action's intent is written before the action is run (rule 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from cloudeye_operator.cloudeye.client import CloudEyeClient
+from cloudeye_operator.cloudeye.errors import (
+    ApiError,
+    AuthenticationError,
+    CloudEyeError,
+    RequestValidationError,
+)
+from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationType
+from cloudeye_operator.config import OperatorSettings
+from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data
+from cloudeye_operator.kube import SecretNotFound
+from cloudeye_operator.rollout import (
+    ActionOutcome,
+    Created,
+    CreateTasks,
+    Event,
+    Observation,
+    PollMode,
+    RetryTasks,
+    RollbackTasks,
+    RolloutSpec,
+    RolloutStatus,
+    SpecError,
+    TaskAction,
+    choose_poll,
+    observation_needs,
+    outcome_from_error,
+    plan,
+    record_outcome,
+    stalled,
+    status_patch,
+)
+from cloudeye_operator.rollout.planner import api_error_reason
+from cloudeye_operator.sessions import ClientPool, CloudTarget
+
+log = logging.getLogger(__name__)
+
+# Backoff for causes outside the spec that may fix themselves (a Secret created later, IAM hiccups).
+RETRY_STALLED_SECONDS: Final = 30.0
+# How long a cycle waits when the cloud could not be observed at all (transient errors).
+RETRY_OBSERVE_SECONDS: Final = 10.0
+
+
+class StatusWriter(Protocol):
+    async def __call__(self, patch: dict[str, Any]) -> None: ...
+
+
+class EventPoster(Protocol):
+    def __call__(self, kind: str, reason: str, message: str) -> None: ...
+
+
+SecretReader = Callable[[str, str], Awaitable[Mapping[str, str]]]
+
+
+@dataclass
+class Deps:
+    """What a cycle needs from the outside world (fakes in unit tests, real adapters in kopf)."""
+
+    settings: OperatorSettings
+    pool: ClientPool
+    read_secret: SecretReader
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    project_counts: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    """Last `count` of a whole-project listing, per (endpoint, project): the poll planner's estimate."""
+
+
+@dataclass
+class Rollout:
+    """The resource as this cycle sees it, plus where to write."""
+
+    namespace: str
+    name: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    write_status: StatusWriter
+    post_event: EventPoster
+    claimed_elsewhere: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Persisted:
+    """The status as last written: diff against it so a patch carries only what changed."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self._rollout = rollout
+        self.data: dict[str, Any] = dict(rollout.status)
+        self.patches = 0
+
+    async def write(self, status: RolloutStatus) -> None:
+        new = status.to_dict()
+        patch = status_patch(self.data, new)
+        if patch is None:
+            return
+        await self._rollout.write_status(patch)
+        self.data = new
+        self.patches += 1
+
+
+@dataclass(frozen=True)
+class Cycle:
+    requeue_after: float | None
+    """Seconds until the next cycle is needed; None: nothing left to do until the spec changes."""
+    status: dict[str, Any]
+    """The status as written to Kubernetes at the end of the cycle."""
+    patches: int
+    """Status patches sent (0 when nothing changed)."""
+
+
+async def reconcile(rollout: Rollout, deps: Deps) -> Cycle:
+    """Run one cycle of one rollout."""
+    persisted = _Persisted(rollout)
+    delay = await _cycle(rollout, deps, persisted)
+    return Cycle(delay, persisted.data, persisted.patches)
+
+
+async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float | None:
+    status = RolloutStatus.from_dict(rollout.status)
+    now = deps.clock()
+
+    async def stall(reason: str, message: str, retry: float | None) -> float | None:
+        log.warning("%s/%s stalled: %s: %s", rollout.namespace, rollout.name, reason, message)
+        await persisted.write(stalled(status, reason, message, rollout.generation, now))
+        return retry
+
+    try:
+        spec = RolloutSpec.parse(rollout.spec)
+    except SpecError as error:
+        return await stall("InvalidSpec", str(error), None)
+
+    target = _target(spec, deps.settings)
+    if isinstance(target, str):
+        return await stall("InvalidSpec", target, None)
+    try:
+        credentials = await _credentials(spec, rollout.namespace, deps)
+    except SecretNotFound as error:
+        return await stall("SecretNotFound", str(error), RETRY_STALLED_SECONDS)
+    except CredentialsError as error:
+        return await stall("InvalidCredentials", str(error), RETRY_STALLED_SECONDS)
+    try:
+        client = await deps.pool.get(target, credentials)
+    except RequestValidationError as error:
+        why = "UnsupportedRegion" if error.field == "region" else "InvalidSpec"
+        return await stall(why, f"spec.cloud.{error}", None)
+
+    try:
+        observed = await _observe(client, spec, status, target, deps)
+    except ApiError as error:
+        reason = api_error_reason(error.status)
+        if reason is not None:
+            return await stall(reason, f"listing tasks: {error}", RETRY_STALLED_SECONDS)
+        log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
+        return RETRY_OBSERVE_SECONDS
+    except AuthenticationError as error:
+        return await stall("AuthenticationFailed", str(error), RETRY_STALLED_SECONDS)
+    except CloudEyeError as error:
+        log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
+        return RETRY_OBSERVE_SECONDS
+
+    result = plan(spec, rollout.generation, status, observed, now,
+                  claimed_elsewhere=rollout.claimed_elsewhere)
+    status = result.status
+    await persisted.write(status)  # the intents are durable before any call (rule 1)
+
+    for action in result.actions:
+        if isinstance(action, Event):
+            if deps.settings.post_events:
+                rollout.post_event(action.kind.value, action.reason, action.message)
+            continue
+        outcome = await _run(client, action)
+        status = record_outcome(status, action, outcome, deps.clock())
+        await persisted.write(status)
+    return result.requeue_after
+
+
+def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget | str:
+    cloud = spec.cloud
+    region = (cloud.region if cloud else None) or settings.region
+    project = (cloud.project_id if cloud else None) or settings.project_id
+    endpoint = (cloud.endpoint if cloud else None) or settings.endpoint
+    if not project:
+        return "spec.cloud.projectId: not set, and the operator has no CLOUDEYE_PROJECT_ID default"
+    if not region and not endpoint:
+        return "spec.cloud.region: not set, and the operator has no CLOUDEYE_REGION or CLOUDEYE_ENDPOINT"
+    return CloudTarget(region=region, project_id=project, endpoint=endpoint,
+                       iam_endpoint=settings.iam_endpoint)
+
+
+async def _credentials(spec: RolloutSpec, namespace: str, deps: Deps) -> Credentials:
+    ref = spec.cloud.credentials_secret_ref if spec.cloud else None
+    if ref is not None:
+        data = await deps.read_secret(namespace, ref.name)
+        return from_secret_data(data, f"Secret {namespace}/{ref.name}")
+    credentials = deps.settings.default_credentials()
+    if credentials is None:
+        raise CredentialsError(
+            "no spec.cloud.credentialsSecretRef, and the operator has no default credentials "
+            "(CLOUDEYE_TOKEN, CLOUDEYE_ACCESS_KEY/CLOUDEYE_SECRET_KEY, CLOUDEYE_USERNAME/... "
+            "or CLOUDEYE_CREDENTIALS_DIR)"
+        )
+    return credentials
+
+
+async def _observe(
+    client: CloudEyeClient, spec: RolloutSpec, status: RolloutStatus, target: CloudTarget, deps: Deps
+) -> Observation:
+    needs = observation_needs(spec, status)
+    key = (target.endpoint or target.region, target.project_id)
+    poll = choose_poll(len(needs.invocation_ids), deps.project_counts.get(key),
+                       instances_to_list=len(needs.instance_ids))
+    if poll.mode is PollMode.NONE:
+        return Observation.of([], instances_listed=())
+    if poll.mode is PollMode.PROJECT:
+        listing = await client.list_invocations()
+        deps.project_counts[key] = listing.count
+        return Observation.of(listing.invocations)
+    queries = [client.list_invocations(invocation_id=i) for i in needs.invocation_ids]
+    queries += [client.list_invocations(instance_id=i) for i in needs.instance_ids]
+    tasks: list[InvocationInfo] = []
+    for listing in await asyncio.gather(*queries):
+        tasks.extend(listing.invocations)
+    return Observation.of(tasks, instances_listed=needs.instance_ids)
+
+
+async def _run(client: CloudEyeClient, action: TaskAction) -> ActionOutcome:
+    try:
+        match action:
+            case CreateTasks():
+                results = await client.batch_create(
+                    action.invocation_type, instance_ids=action.instance_ids,
+                    version_type=action.version_type, version=action.version,
+                )
+            case RetryTasks():
+                results = await client.batch_create(
+                    InvocationType.RETRY, invocation_ids=action.invocation_ids
+                )
+            case RollbackTasks():
+                results = await client.batch_create(
+                    InvocationType.ROLLBACK, invocation_ids=action.invocation_ids
+                )
+    except (TimeoutError, CloudEyeError) as error:
+        return outcome_from_error(error)
+    return Created(results)

@@ -1,0 +1,137 @@
+"""`cloudeye-operator status`: a live view of rollouts for people (also `kubectl cloudeye status`).
+
+The rendering is a pure function of the AgentRollout objects; the command only lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import click
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from cloudeye_operator import kube
+
+STATE_STYLES: Final = {
+    "SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "cyan", "CREATING": "cyan",
+    "RETRY_WAIT": "yellow", "FAILED": "red", "TIMEOUT": "red", "REFUSED": "red", "GAVE_UP": "bold red",
+    "ROLLING_BACK": "magenta", "ROLLED_BACK": "magenta", "WAITING": "dim", "BLOCKED": "yellow",
+    "SKIPPED": "dim",
+}
+TROUBLE: Final = frozenset({"FAILED", "TIMEOUT", "REFUSED", "GAVE_UP", "RETRY_WAIT", "BLOCKED"})
+MAX_TROUBLE_LINES: Final = 5
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == type_:
+            return cond
+    return {}
+
+
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    return (_condition(status, "Ready").get("status") == "True"
+            and status.get("observedGeneration") == generation)
+
+
+def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
+    table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("ROLLOUT", "ACTION", "PROGRESS", "", "STATES", "READY", "REASON"):
+        table.add_column(column, no_wrap=column != "STATES")
+    notes: list[RenderableType] = []
+    for obj in sorted(rollouts, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        name = f"{meta.get('namespace', '')}/{meta['name']}"
+        summary = status.get("summary") or {}
+        total = int(summary.get("total") or len(spec.get("instances") or []))
+        done = int(summary.get("succeeded") or 0) + int(summary.get("rolledBack") or 0)
+        instances: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
+        counts: dict[str, int] = {}
+        for record in instances.values():
+            state = str(record.get("state", "WAITING"))
+            counts[state] = counts.get(state, 0) + 1
+        states = Text()
+        for state in sorted(counts, key=lambda s: (-counts[s], s)):
+            states.append(f"{state.lower()} {counts[state]}  ", style=STATE_STYLES.get(state, ""))
+        retries = sum(max(0, int(r.get("attempts") or 0) - 1) for r in instances.values())
+        if retries:
+            states.append(f"retries {retries}", style="yellow")
+        ready = _condition(status, "Ready")
+        ready_text = Text(str(ready.get("status", "-")),
+                          style="green" if ready.get("status") == "True" else "yellow")
+        action = f"{spec.get('action', '?')} {spec.get('version') or spec.get('versionType') or ''}".strip()
+        reason = str(ready.get("reason", status.get("phase", "")))
+        table.add_row(name, action, ProgressBar(total=max(total, 1), completed=done, width=24),
+                      f"{done}/{total}", states, ready_text, reason)
+        trouble = [(iid, r) for iid, r in sorted(instances.items()) if r.get("state") in TROUBLE]
+        for iid, record in trouble[:MAX_TROUBLE_LINES]:
+            message, state = record.get("message") or "", str(record.get("state"))
+            notes.append(Text.assemble(("  ! ", "red"), f"{name} {iid}: ",
+                                       (state, STATE_STYLES.get(state, "")),
+                                       f" (attempt {record.get('attempts', 0)}) {message}"))
+        if len(trouble) > MAX_TROUBLE_LINES:
+            notes.append(Text(f"  ... and {len(trouble) - MAX_TROUBLE_LINES} more in {name}", style="dim"))
+        stalled = _condition(status, "Stalled")
+        if stalled.get("status") == "True":
+            notes.append(Text(f"  ! {name} stalled: {stalled.get('reason')}: {stalled.get('message')}",
+                              style="bold red"))
+    return Group(table, *notes)
+
+
+async def _list(namespace: str | None) -> list[dict[str, Any]]:
+    import kubernetes
+
+    def fetch() -> list[dict[str, Any]]:
+        api = kubernetes.client.CustomObjectsApi(kube.api_client())
+        if namespace:
+            result = api.list_namespaced_custom_object(kube.GROUP, kube.VERSION, namespace, kube.PLURAL)
+        else:
+            result = api.list_cluster_custom_object(kube.GROUP, kube.VERSION, kube.PLURAL)
+        return list(result.get("items", []))  # type: ignore[attr-defined]  # a dict, typed as object
+
+    return await asyncio.to_thread(fetch)
+
+
+@click.command("status")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default=None, help="Only this namespace (default: all).")
+@click.option("-w", "--watch", is_flag=True, help="Keep the view live.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--until-ready", is_flag=True,
+              help="With --watch: exit 0 once every shown rollout is Ready.")
+@click.option("--timeout", default=0.0, help="With --until-ready: give up (exit 1) after this many seconds.")
+def status_command(name: str | None, namespace: str | None, watch: bool, interval: float,
+                   until_ready: bool, timeout: float) -> None:
+    """Show AgentRollouts: progress, states, retries and failing servers with their messages."""
+    console = Console()
+
+    async def snapshot() -> list[dict[str, Any]]:
+        items = await _list(namespace)
+        return [o for o in items if name is None or o["metadata"]["name"] == name]
+
+    async def main() -> int:
+        items = await snapshot()
+        if not watch:
+            console.print(render(items))
+            return 0
+        deadline = time.monotonic() + timeout if timeout else None
+        with Live(render(items), console=console, refresh_per_second=4) as live:
+            while True:
+                if until_ready and items and all(is_ready(o) for o in items):
+                    return 0
+                if deadline is not None and time.monotonic() > deadline:
+                    return 1
+                await asyncio.sleep(interval)
+                items = await snapshot()
+                live.update(render(items))
+
+    raise SystemExit(asyncio.run(main()))
