@@ -1,0 +1,187 @@
+"""End-to-end fixtures: the real control plane, the real emulator and the real operator, as processes.
+
+Nothing here is a fake: kubectl talks to apiextensions-apiserver, the operator is `cloudeye-operator
+run` (kopf), the cloud is `cloudeye-operator emulator` over HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest_controlplane import REPO, ControlPlane, control_plane  # noqa: F401
+
+CLI = str(Path(sys.executable).parent / "cloudeye-operator")
+READY_PREFIX = "cloudeye emulator listening on "
+START_TIMEOUT_S = 30.0
+PROJECT = "0123456789abcdef0123456789abcdef"
+TOKEN = "emulator-token"  # the emulator's documented development token
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Emulator:
+    def __init__(self, scenario: Path, time_scale: float, log: Path) -> None:
+        self.log_path = log
+        self._log = log.open("w")
+        self.proc = subprocess.Popen(
+            [CLI, "emulator", "--port", "0", "--scenario", str(scenario), "--time-scale", str(time_scale)],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the CLI prints its ready line once it listens
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            raise AssertionError(f"emulator did not start: {line!r}\n{log.read_text()}")
+        self.url = line[len(READY_PREFIX) :].strip()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:  # noqa: S310
+            return json.load(response)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = self.get("/_emulator/tasks")
+        return tasks
+
+    def duplicates(self) -> dict[tuple[str, str, int], int]:
+        counts: dict[tuple[str, str, int], int] = {}
+        for t in self.tasks():
+            key = (t["instance_id"], t["invocation_type"], t["attempt"])
+            counts[key] = counts.get(key, 0) + 1
+        return {key: n for key, n in counts.items() if n > 1}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+class Operator:
+    """`cloudeye-operator run` against the control plane, configured for the emulator by environment."""
+
+    def __init__(self, cp: ControlPlane, emulator: Emulator, log: Path) -> None:
+        self.cp, self.emulator, self.log_path = cp, emulator, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        env = self.cp.env
+        env.update(
+            {
+                "CLOUDEYE_ENDPOINT": self.emulator.url,
+                "CLOUDEYE_PROJECT_ID": PROJECT,
+                "CLOUDEYE_REGION": "cn-north-4",
+                "CLOUDEYE_TOKEN": TOKEN,
+                "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
+            }
+        )
+        self.starts += 1
+        with self.log_path.open("a") as log:
+            log.write(f"\n===== operator start {self.starts} =====\n")
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(
+                [CLI, "run", "--all-namespaces", "--standalone", "--verbose"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def cluster(control_plane: ControlPlane) -> ControlPlane:  # noqa: F811 - the fixture imported above
+    """The control plane with our CRD installed and established."""
+    control_plane.kubectl("apply", "-f", str(REPO / "crds"))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/agentrollouts.cloudeye.dev"
+    )
+    wait_for(
+        lambda: control_plane.kubectl("get", "ar", check=False).returncode == 0,
+        30,
+        "the agentrollouts resource to be served",
+    )
+    return control_plane
+
+
+E2E_SCENARIO = REPO / "tests" / "e2e" / "scenario.yaml"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[Emulator]:
+    emu = Emulator(E2E_SCENARIO, time_scale=1.0, log=tmp_path / "emulator.log")
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def operator(cluster: ControlPlane, emulator: Emulator, tmp_path: Path) -> Iterator[Operator]:
+    op = Operator(cluster, emulator, tmp_path / "operator.log")
+    op.start()
+    yield op
+    # Leave the namespace clean for the next test: delete the rollouts while the operator runs
+    # (kopf releases its finalizers), then stop it.
+    cluster.kubectl("delete", "ar", "--all", "--wait=true", "--timeout=60s", check=False)
+    op.stop()
+    leftovers = cluster.kubectl("get", "ar", "-o", "name", check=False).stdout.split()
+    for name in leftovers:
+        cluster.kubectl("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
+def get_ar(cluster: ControlPlane, name: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "ar", name, "-o", "json").stdout
+    obj: dict[str, Any] = json.loads(out)
+    return obj
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    return ready and status.get("observedGeneration") == obj["metadata"]["generation"]
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
