@@ -46,6 +46,7 @@ from cloudeye_operator.rollout import (
     stalled,
     status_patch,
 )
+from cloudeye_operator.rollout.actions import outcome_event
 from cloudeye_operator.rollout.planner import api_error_reason
 from cloudeye_operator.sessions import ClientPool, CloudTarget
 
@@ -177,14 +178,20 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
     status = result.status
     await persisted.write(status)  # the intents are durable before any call (rule 1)
 
+    events: list[Event] = []
     for action in result.actions:
         if isinstance(action, Event):
-            if deps.settings.post_events:
-                rollout.post_event(action.kind.value, action.reason, action.message)
+            events.append(action)
             continue
         outcome = await _run(client, action)
         status = record_outcome(status, action, outcome, deps.clock())
         await persisted.write(status)
+        trouble = outcome_event(action, outcome)
+        if trouble is not None:
+            events.append(trouble)
+    if deps.settings.post_events:
+        for event in events:
+            rollout.post_event(event.kind.value, event.reason, event.message)
     return result.requeue_after
 
 

@@ -207,3 +207,24 @@ async def test_spec_edit_mid_rollout_converges_to_the_new_spec(cluster: FakeClus
     assert set(cluster.status["instances"]) == set(FLEET[:20]) | {"big-0001"}
     assert cluster.status["summary"]["total"] == 21
     assert_no_duplicate_tasks(cluster)
+
+
+async def test_a_refused_server_is_retried_then_given_up_with_the_clouds_message(
+    emu: RunningEmulator,
+) -> None:
+    spec = _spec(emu, ["srv-0001", "ghost-0001"])
+    spec["strategy"]["maxFailures"] = 1
+    cluster = FakeCluster(emu, spec, secrets={"creds": secret_data(**TOKEN_SECRET)})
+    try:
+        await cluster.run_until(
+            lambda s: s["instances"].get("ghost-0001", {}).get("state") == "GAVE_UP"
+            and s["summary"]["succeeded"] == 1
+        )
+    finally:
+        await cluster.aclose()
+    ghost = cluster.status["instances"]["ghost-0001"]
+    assert ghost["state"] == "GAVE_UP"
+    assert ghost["attempts"] == 4  # the first request and three retries, each refused
+    assert "do not meet the installation conditions" in ghost["message"]
+    assert ("Warning", "Refused") in {(kind, reason) for kind, reason, _ in cluster.events}
+    assert not any(t["instance_id"] == "ghost-0001" for t in emu.tasks())
