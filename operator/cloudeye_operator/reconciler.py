@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+from cloudeye_operator import faulthooks
 from cloudeye_operator.cloudeye.client import CloudEyeClient
 from cloudeye_operator.cloudeye.errors import (
     ApiError,
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 RETRY_STALLED_SECONDS: Final = 30.0
 # How long a cycle waits when the cloud could not be observed at all (transient errors).
 RETRY_OBSERVE_SECONDS: Final = 10.0
+_HOOK_NAMES: Final = {CreateTasks: "create", RetryTasks: "retry", RollbackTasks: "rollback"}
 
 
 class StatusWriter(Protocol):
@@ -111,6 +113,7 @@ class _Persisted:
         await self._rollout.write_status(patch)
         self.data = new
         self.patches += 1
+        faulthooks.reach("after-persist")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
         return RETRY_OBSERVE_SECONDS
 
+    faulthooks.reach("after-observe")
     result = plan(spec, rollout.generation, status, observed, now,
                   claimed_elsewhere=rollout.claimed_elsewhere)
     status = result.status
@@ -183,7 +187,10 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         if isinstance(action, Event):
             events.append(action)
             continue
+        kind = _HOOK_NAMES[type(action)]
+        faulthooks.reach(f"before-{kind}")
         outcome = await _run(client, action)
+        faulthooks.reach(f"after-{kind}")
         status = record_outcome(status, action, outcome, deps.clock())
         await persisted.write(status)
         trouble = outcome_event(action, outcome)
