@@ -4,8 +4,8 @@
   `requeue_after` between them (the planner's poll interval or retry backoff). A spec edit wakes it.
 - The daemon's filter stops it once the rollout is settled (observed, nothing in flight, finished):
   a finished rollout costs nothing. kopf spawns it again when the spec changes.
-- An index of which rollout has unfinished work on which server lets a later rollout wait instead of
-  racing the earlier one for the same server.
+- An index of which rollout claims which server lets a later rollout wait for an earlier one on the
+  servers they share (the rule is rollout/claims.py's), instead of racing it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import kopf
 from cloudeye_operator import kube
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
-from cloudeye_operator.rollout.status import LIVE, Phase
+from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
+from cloudeye_operator.rollout.status import Phase
 from cloudeye_operator.sessions import ClientPool
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ RESOURCE: Final = (kube.GROUP, kube.VERSION, kube.PLURAL)
 SETTLED_PHASES: Final = frozenset({Phase.SUCCEEDED.value, Phase.FAILED.value})
 IDLE_WAIT_SECONDS: Final = 3600.0
 """With nothing scheduled, a daemon still wakes hourly: a cheap re-check, in case a wakeup was lost."""
-_LIVE_STATES: Final = frozenset(state.value for state in LIVE)
 
 
 @dataclass
@@ -66,11 +66,12 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 @kopf.index(*RESOURCE)
-def live_claims(namespace: str | None, name: str, status: Mapping[str, Any], **_: Any) -> dict[str, str]:
-    """instance id -> "namespace/name" of the rollout with a task or intent on it."""
-    instances = status.get("instances") or {}
-    owner = f"{namespace}/{name}"
-    return {iid: owner for iid, rec in instances.items() if (rec or {}).get("state") in _LIVE_STATES}
+def rollout_claims(
+    namespace: str | None, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any],
+    status: Mapping[str, Any], **_: Any,
+) -> dict[str, Claim]:
+    """server id -> this rollout's claim on it (see rollout/claims.py for who goes first)."""
+    return claims_of(f"{namespace}/{name}", str(meta.get("creationTimestamp", "")), spec, status)
 
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
@@ -102,7 +103,7 @@ async def drive(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **kwargs: Any,
 ) -> None:
-    claims: kopf.Index[str, str] = kwargs["live_claims"]  # kopf passes indexes by name
+    claims: kopf.Index[str, Claim] = kwargs["rollout_claims"]  # kopf passes indexes by name
     namespace = namespace or "default"
     state = _memo(memo)
     wakeup = state.wakeups.setdefault(uid, asyncio.Event())
@@ -121,7 +122,9 @@ async def drive(
         while not stopped:
             wakeup.clear()
             spec = dict(body.get("spec") or {})
-            claimed = _claimed_elsewhere(spec, claims, me)
+            ids = [e["id"] for e in spec.get("instances") or [] if isinstance(e, Mapping) and "id" in e]
+            created = str(body.metadata.get("creationTimestamp", ""))
+            claimed = claimed_elsewhere(me, created, ids, claims)
             rollout = Rollout(
                 namespace=namespace,
                 name=name,
@@ -142,18 +145,6 @@ async def drive(
             await _sleep(wakeup, stopped, delay if delay is not None else IDLE_WAIT_SECONDS)
     finally:
         state.wakeups.pop(uid, None)
-
-
-def _claimed_elsewhere(spec: Mapping[str, Any], claims: kopf.Index[str, str], me: str) -> dict[str, str]:
-    claimed: dict[str, str] = {}
-    for entry in spec.get("instances") or []:
-        iid = entry.get("id") if isinstance(entry, Mapping) else None
-        if iid is None or iid not in claims:
-            continue
-        others = sorted(owner for owner in claims[iid] if owner != me)
-        if others:
-            claimed[iid] = others[0]
-    return claimed
 
 
 async def _sleep(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:

@@ -1,0 +1,64 @@
+"""Which rollout may work on a server that several rollouts name: a pure rule, used by the handlers.
+
+Two kinds of claim:
+- live: the rollout has a task or an intent on the server (CREATING, PENDING, RUNNING, ROLLING_BACK).
+  It blocks every other rollout, whatever their age: Cloud Eye would refuse a second task anyway.
+- queued: the rollout will start the server soon (not finished there, and the rollout is Pending or
+  Progressing). It blocks younger rollouts only, so that of two rollouts applied together the older
+  one goes first and the younger one waits, with a message naming the older one. A rollout that is
+  paused, stalled or finished holds no queued claims: it cannot keep a server hostage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from cloudeye_operator.rollout.status import LIVE, TERMINAL, Phase
+
+_LIVE = frozenset(state.value for state in LIVE)
+_DONE = frozenset(state.value for state in TERMINAL)
+_ACTIVE_PHASES = frozenset({None, Phase.PENDING.value, Phase.PROGRESSING.value})
+
+
+class Claim(NamedTuple):
+    created: str
+    """metadata.creationTimestamp (RFC 3339, so it sorts by time); ties are broken by owner."""
+    owner: str
+    """namespace/name of the rollout."""
+    live: bool
+
+
+def claims_of(
+    owner: str, created: str, spec: Mapping[str, Any], status: Mapping[str, Any]
+) -> dict[str, Claim]:
+    """The claims one rollout holds, by server id (what the kopf index stores)."""
+    records: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
+    active = status.get("phase") in _ACTIVE_PHASES
+    claims: dict[str, Claim] = {}
+    for entry in spec.get("instances") or []:
+        iid = entry.get("id") if isinstance(entry, Mapping) else None
+        if not isinstance(iid, str):
+            continue
+        state = (records.get(iid) or {}).get("state")
+        if state in _LIVE:
+            claims[iid] = Claim(created, owner, live=True)
+        elif active and state not in _DONE and state != "BLOCKED":
+            claims[iid] = Claim(created, owner, live=False)
+    return claims
+
+
+def claimed_elsewhere(
+    owner: str, created: str, instance_ids: Iterable[str], claims: Mapping[str, Iterable[Claim]]
+) -> dict[str, str]:
+    """Server id -> the other rollout that goes first on it (for `plan(claimed_elsewhere=...)`)."""
+    me = (created, owner)
+    blocked: dict[str, str] = {}
+    for iid in instance_ids:
+        winners = sorted(
+            (c.created, c.owner) for c in claims.get(iid, ())
+            if c.owner != owner and (c.live or (c.created, c.owner) < me)
+        )
+        if winners:
+            blocked[iid] = winners[0][1]
+    return blocked
