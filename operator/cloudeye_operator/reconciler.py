@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-from cloudeye_operator import faulthooks
+from cloudeye_operator import faulthooks, logging_setup, metrics
 from cloudeye_operator.cloudeye.client import CloudEyeClient
 from cloudeye_operator.cloudeye.errors import (
     ApiError,
@@ -25,7 +25,7 @@ from cloudeye_operator.cloudeye.errors import (
 from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationType
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data
-from cloudeye_operator.kube import SecretNotFound
+from cloudeye_operator.kube import KubeError, SecretNotFound
 from cloudeye_operator.rollout import (
     ActionOutcome,
     Created,
@@ -129,7 +129,9 @@ class Cycle:
 async def reconcile(rollout: Rollout, deps: Deps) -> Cycle:
     """Run one cycle of one rollout."""
     persisted = _Persisted(rollout)
-    delay = await _cycle(rollout, deps, persisted)
+    with logging_setup.log_context(rollout=f"{rollout.namespace}/{rollout.name}"), metrics.reconcile_timer():
+        delay = await _cycle(rollout, deps, persisted)
+    metrics.set_rollout_instances(rollout.namespace, rollout.name, persisted.data)
     return Cycle(delay, persisted.data, persisted.patches)
 
 
@@ -139,6 +141,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
 
     async def stall(reason: str, message: str, retry: float | None) -> float | None:
         log.warning("%s/%s stalled: %s: %s", rollout.namespace, rollout.name, reason, message)
+        metrics.record_reconcile_error(reason)
         await persisted.write(stalled(status, reason, message, rollout.generation, now))
         return retry
 
@@ -154,6 +157,10 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         credentials = await _credentials(spec, rollout.namespace, deps)
     except SecretNotFound as error:
         return await stall("SecretNotFound", str(error), RETRY_STALLED_SECONDS)
+    except KubeError as error:
+        # 403: the operator's RBAC does not cover this Secret (see deploy/: namespaced-secrets overlay).
+        why = "SecretForbidden" if error.status == 403 else "SecretUnreadable"
+        return await stall(why, str(error), RETRY_STALLED_SECONDS)
     except CredentialsError as error:
         return await stall("InvalidCredentials", str(error), RETRY_STALLED_SECONDS)
     try:
@@ -169,11 +176,13 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         if reason is not None:
             return await stall(reason, f"listing tasks: {error}", RETRY_STALLED_SECONDS)
         log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
+        metrics.record_reconcile_error("ObserveFailed")
         return RETRY_OBSERVE_SECONDS
     except AuthenticationError as error:
         return await stall("AuthenticationFailed", str(error), RETRY_STALLED_SECONDS)
     except CloudEyeError as error:
         log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
+        metrics.record_reconcile_error("ObserveFailed")
         return RETRY_OBSERVE_SECONDS
 
     faulthooks.reach("after-observe")
@@ -189,7 +198,9 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
             continue
         kind = _HOOK_NAMES[type(action)]
         faulthooks.reach(f"before-{kind}")
-        outcome = await _run(client, action)
+        with logging_setup.action_context(action):
+            outcome = await _run(client, action)
+        metrics.record_tasks(action, outcome)
         faulthooks.reach(f"after-{kind}")
         status = record_outcome(status, action, outcome, deps.clock())
         await persisted.write(status)

@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
+import socket
+import zlib
 
 import click
 import kopf
+
+from cloudeye_operator import logging_setup, metrics
+
+AUTO_PRIORITY_RANGE = 1_000_000
+
+
+def parse_priority(ctx: click.Context | None, param: click.Parameter | None, value: str) -> int:
+    """An integer, or `auto`: a number derived from the pod's name (HOSTNAME).
+
+    kopf freezes every replica when two peers share a priority, so the replicas of one Deployment
+    (which all get the same arguments) need different ones: `auto` gives each pod its own, stable
+    while the pod lives. Two pods drawing the same number (about one chance in a million per pair)
+    would freeze until one of them is restarted; the README says how to notice.
+    """
+    text = str(value).strip()
+    if text == "auto":
+        return auto_priority()
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither an integer nor 'auto'", ctx, param) from None
+
+
+def auto_priority(pod_name: str | None = None) -> int:
+    name = pod_name or os.environ.get("HOSTNAME") or socket.gethostname()
+    return 1 + zlib.crc32(name.encode()) % AUTO_PRIORITY_RANGE
 
 
 @click.command("run")
@@ -15,22 +43,29 @@ import kopf
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace (the default).")
 @click.option("--liveness", "liveness_endpoint", default=None, metavar="URL",
               envvar="CLOUDEYE_LIVENESS_ENDPOINT",
-              help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+              help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz.")
+@click.option("--metrics-port", default=0, type=click.IntRange(min=0, max=65535),
+              envvar="CLOUDEYE_METRICS_PORT", show_default=True,
+              help=f"Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: off; the manifests "
+                   f"in deploy/ use {metrics.DEFAULT_PORT}).")
 @click.option("--standalone/--peering", default=True, envvar="CLOUDEYE_STANDALONE",
               help="Run alone (default) or coordinate with other replicas through kopf peering.")
 @click.option("--peering-name", default="cloudeye-operator", envvar="CLOUDEYE_PEERING_NAME",
               show_default=True, help="Name of the peering object shared by the replicas.")
-@click.option("--priority", default=0, type=int, envvar="CLOUDEYE_PRIORITY",
-              help="Peering priority: the highest-priority replica is active, others stand by.")
+@click.option("--priority", default="0", callback=parse_priority, envvar="CLOUDEYE_PRIORITY",
+              help="Peering priority: the highest-priority replica is active, others stand by. "
+                   "'auto': a distinct number per pod, from its name.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("-d", "--debug", is_flag=True, help="Log everything, including each Cloud Eye request.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full",
-              envvar="CLOUDEYE_LOG_FORMAT", show_default=True)
+              envvar="CLOUDEYE_LOG_FORMAT", show_default=True,
+              help="json: one JSON object a line, with `rollout` and instance context.")
 def run_command(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     liveness_endpoint: str | None,
+    metrics_port: int,
     standalone: bool,
     peering_name: str,
     priority: int,
@@ -46,10 +81,9 @@ def run_command(
     """
     import cloudeye_operator.handlers  # noqa: F401 - registers the handlers with kopf
 
-    kopf.configure(debug=debug, verbose=verbose, quiet=quiet,
-                   log_format=kopf.LogFormat[log_format.upper()])
-    if not debug:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging_setup.configure(log_format, debug=debug, verbose=verbose, quiet=quiet)
+    metrics.register_kopf_handlers()
+    metrics.serve(metrics_port)
     clusterwide = all_namespaces or not namespaces
     asyncio.run(
         kopf.operator(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from cloudeye_operator import metrics
 from cloudeye_operator.cloudeye.client import ClientSettings, CloudEyeClient, Endpoint, ResponseHook
 from cloudeye_operator.cloudeye.regions import iam_endpoint
 from cloudeye_operator.config import OperatorSettings
@@ -41,7 +42,8 @@ class CloudTarget:
 class ClientPool:
     def __init__(self, settings: OperatorSettings, on_response: ResponseHook | None = None) -> None:
         self._settings = settings
-        self._on_response = on_response
+        # Every client reports its answered requests to /metrics unless a caller brings its own hook.
+        self._on_response = on_response if on_response is not None else metrics.on_response
         self._clients: dict[tuple[str | None, str | None, str, str], CloudEyeClient] = {}
         self._lock = asyncio.Lock()
 

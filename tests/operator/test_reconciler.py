@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
+from cloudeye_operator.kube import KubeError
 from tests.operator.harness import (
     AKSK_SECRET,
     PASSWORD_SECRET,
@@ -228,3 +229,21 @@ async def test_a_refused_server_is_retried_then_given_up_with_the_clouds_message
     assert "do not meet the installation conditions" in ghost["message"]
     assert ("Warning", "Refused") in {(kind, reason) for kind, reason, _ in cluster.events}
     assert not any(t["instance_id"] == "ghost-0001" for t in emu.tasks())
+
+
+async def test_a_secret_the_operator_may_not_read_stalls_naming_it(emu: RunningEmulator) -> None:
+    cluster = FakeCluster(emu, _spec(emu, FLEET))
+
+    async def forbidden(namespace: str, name: str) -> dict[str, str]:
+        raise KubeError(f"reading Secret {namespace}/{name}", 403, "Forbidden")
+
+    cluster.deps.read_secret = forbidden
+    try:
+        cycle = await cluster.cycle()
+    finally:
+        await cluster.aclose()
+    stalled = condition(cluster.status, "Stalled")
+    assert stalled["reason"] == "SecretForbidden"
+    assert "default/creds" in stalled["message"]
+    assert cycle.requeue_after
+    assert emu.stats() == {}

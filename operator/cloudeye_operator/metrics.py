@@ -1,0 +1,147 @@
+"""Prometheus metrics on `/metrics` (prometheus-client), with bounded label sets.
+
+| metric | type | labels |
+| --- | --- | --- |
+| `cloudeye_requests_total` | counter | `endpoint` (batch_create, list), `code` (HTTP status) |
+| `cloudeye_request_seconds` | histogram | `endpoint` |
+| `cloudeye_tasks_total` | counter | `kind` (created, retried, rolled_back): tasks the cloud accepted |
+| `agentrollout_instances` | gauge | `namespace`, `name`, `state` (every per-instance state, 0 included) |
+| `agentrollout_reconcile_seconds` | histogram | none |
+| `agentrollout_reconcile_errors_total` | counter | `reason` (Stalled reason, ObserveFailed, exception) |
+
+No label carries an instance id, a task id or anything from a Secret: the series count grows with the
+number of rollouts (times 15 states), never with the fleet. A deleted rollout's series are removed
+(a kopf watch-event handler, which adds no finalizer; see `register_kopf_handlers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any, Final
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from cloudeye_operator.cloudeye.client import Endpoint
+from cloudeye_operator.rollout import (
+    ActionOutcome,
+    CreateTasks,
+    InstanceState,
+    RetryTasks,
+    RollbackTasks,
+    TaskAction,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 8080
+STATES: Final = tuple(state.value for state in InstanceState)
+TASK_KINDS: Final[Mapping[type, str]] = {
+    CreateTasks: "created",
+    RetryTasks: "retried",
+    RollbackTasks: "rolled_back",
+}
+
+REQUESTS = Counter(
+    "cloudeye_requests", "Cloud Eye API requests answered, by endpoint and HTTP status code",
+    ["endpoint", "code"],
+)
+REQUEST_SECONDS = Histogram(
+    "cloudeye_request_seconds", "Latency of Cloud Eye API requests", ["endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+TASKS = Counter(
+    "cloudeye_tasks", "Agent tasks the cloud accepted, by kind (created, retried, rolled_back)", ["kind"]
+)
+INSTANCES = Gauge(
+    "agentrollout_instances", "Instances of a rollout by per-instance state", ["namespace", "name", "state"]
+)
+RECONCILE_SECONDS = Histogram(
+    "agentrollout_reconcile_seconds", "Duration of one reconcile cycle of one rollout",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+RECONCILE_ERRORS = Counter(
+    "agentrollout_reconcile_errors",
+    "Reconcile cycles that stalled, could not observe the cloud, or raised", ["reason"],
+)
+
+for _endpoint in Endpoint:  # the request series exist from the start, so rate() has a baseline
+    REQUEST_SECONDS.labels(_endpoint.value)
+for _kind in TASK_KINDS.values():
+    TASKS.labels(_kind)
+
+
+def on_response(endpoint: Endpoint, status: int, seconds: float) -> None:
+    """The Cloud Eye client's `on_response` hook: one answered request."""
+    REQUESTS.labels(endpoint.value, str(status)).inc()
+    REQUEST_SECONDS.labels(endpoint.value).observe(seconds)
+
+
+def record_tasks(action: TaskAction, outcome: ActionOutcome) -> None:
+    """Count the items of a batch-create the cloud accepted (`ret_status: successful`)."""
+    accepted = sum(1 for result in outcome.results if result.ok)
+    if accepted:
+        TASKS.labels(TASK_KINDS[type(action)]).inc(accepted)
+
+
+def record_reconcile_error(reason: str) -> None:
+    RECONCILE_ERRORS.labels(reason).inc()
+
+
+@contextmanager
+def reconcile_timer() -> Iterator[None]:
+    """Time a cycle; an exception escaping it counts as an error named by its class."""
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception as error:
+        record_reconcile_error(type(error).__name__)
+        raise
+    finally:
+        RECONCILE_SECONDS.observe(time.perf_counter() - start)
+
+
+def set_rollout_instances(namespace: str, name: str, status: Mapping[str, Any] | None) -> None:
+    """Set the per-state gauge of one rollout from its status (every state, zeros included)."""
+    instances = (status or {}).get("instances") or {}
+    counts = Tally(
+        str(record.get("state")) for record in instances.values() if isinstance(record, Mapping)
+    )
+    for state in STATES:
+        INSTANCES.labels(namespace, name, state).set(counts.get(state, 0))
+
+
+def forget_rollout(namespace: str, name: str) -> None:
+    """Drop a deleted rollout's series."""
+    for state in STATES:
+        with suppress(KeyError):  # never set: nothing to remove
+            INSTANCES.remove(namespace, name, state)
+
+
+def serve(port: int, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> None:  # noqa: S104
+    """Serve `/metrics` on a background thread (0: no server)."""
+    if port <= 0:
+        return
+    start_http_server(port, addr=addr, registry=registry)
+    log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, port)
+
+
+def register_kopf_handlers() -> None:
+    """Keep `agentrollout_instances` in step with every rollout's status, settled or not, and drop
+    a deleted rollout's series. A watch-event handler: it adds no finalizer and patches nothing."""
+    import kopf
+
+    from cloudeye_operator import kube
+
+    @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL)
+    def rollout_metrics(
+        type: str | None, namespace: str | None, name: str, status: Mapping[str, Any], **_: Any
+    ) -> None:
+        ns = namespace or "default"
+        if type == "DELETED":
+            forget_rollout(ns, name)
+        else:
+            set_rollout_instances(ns, name, status)

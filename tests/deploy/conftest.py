@@ -1,0 +1,7 @@
+"""Fixtures for the deploy/ tests: the real local control plane (see tests/e2e/conftest_controlplane.py)."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest_controlplane import REPO, ControlPlane, control_plane  # noqa: F401
+
+__all__ = ["REPO", "ControlPlane"]

@@ -1,0 +1,261 @@
+"""Every manifest in deploy/ and crds/: rendered by the real kubectl (kustomize), checked against
+Kubernetes' own schemas, and applied to the real local API server where it serves the kind.
+
+How, since the local control plane serves only CRDs, custom resources and namespaces:
+- Kinds the server serves (CustomResourceDefinition, AgentRollout, ClusterKopfPeering, Namespace):
+  CRDs are applied for real and must become Established; the rest goes through
+  `kubectl apply --dry-run=server`, so the API server runs its full validation (OpenAPI schema,
+  CEL rules, admission) without storing anything.
+- Every built-in kind (Deployment, RBAC, Service, Secret, ...): validated offline against the JSON
+  schemas generated from Kubernetes' OpenAPI (the `kubernetes-validate` package bundles them), in
+  strict mode: an unknown or misspelled field is an error, as with `kubectl apply --validate=strict`.
+- Kinds of other projects (Argo CD Application, Flux Kustomization): parsed, and checked for the
+  fields this project relies on; their schemas are not available offline.
+Plus what the issue asks of the manifests themselves: least-privilege RBAC, a hardened pod, probes on
+kopf's liveness endpoint, ports that match the operator's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.e2e.conftest_controlplane import REPO, ControlPlane
+
+DEPLOY = REPO / "deploy"
+KUSTOMIZATIONS = ["deploy", "deploy/overlays/ha", "deploy/overlays/namespaced-secrets"]
+PLAIN_MANIFESTS = sorted(
+    [*(REPO / "crds").glob("*.yaml"), *(DEPLOY / "examples").glob("*.yaml"),
+     *(DEPLOY / "demo").glob("*.yaml"), *(DEPLOY / "gitops").glob("*.yaml")]
+)
+K8S_VERSION = "1.30.0"  # the oldest Kubernetes we claim: CEL in CRDs, restricted PSS, pod-index label
+SERVED_KINDS = {"CustomResourceDefinition", "AgentRollout", "ClusterKopfPeering", "KopfPeering", "Namespace"}
+FOREIGN_KINDS = {"Application", "GitRepository", "Kustomization"}
+
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+
+
+def kustomize(path: str) -> list[dict[str, Any]]:
+    out = subprocess.run(["kubectl", "kustomize", str(REPO / path)], capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert out.returncode == 0, f"kubectl kustomize {path} failed:\n{out.stderr}"
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def all_objects() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in KUSTOMIZATIONS:
+        for obj in kustomize(path):
+            yield f"{path} {obj['kind']}/{obj['metadata']['name']}", obj
+    for file in PLAIN_MANIFESTS:
+        for obj in load(file):
+            yield f"{file.relative_to(REPO)} {obj['kind']}/{obj['metadata']['name']}", obj
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+@needs_kubectl
+def test_kustomizations_render_what_the_issue_asks() -> None:
+    base = kustomize("deploy")
+    kinds = sorted({o["kind"] for o in base})
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
+                     "Namespace", "Service", "ServiceAccount"]
+    ha = kustomize("deploy/overlays/ha")
+    assert by_kind(ha, "Deployment")["spec"]["replicas"] > 1
+    assert by_kind(ha, "ClusterKopfPeering")["metadata"].get("namespace") is None  # cluster-scoped
+    assert {o["metadata"]["name"] for o in ha if o["kind"] == "CustomResourceDefinition"} == {
+        "agentrollouts.cloudeye.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    scoped = kustomize("deploy/overlays/namespaced-secrets")
+    assert not [o for o in scoped if o["kind"] == "ClusterRoleBinding"
+                and o["roleRef"]["name"] == "cloudeye-operator-secret-reader"]
+
+
+def test_the_base_ships_the_crd_of_crds_unchanged() -> None:
+    shipped = (DEPLOY / "base" / "crds" / "agentrollouts.cloudeye.dev.yaml").read_text()
+    source = (REPO / "crds" / "agentrollouts.cloudeye.dev.yaml").read_text()
+    assert shipped == source, (
+        "deploy/base/crds/ is stale: cp crds/agentrollouts.cloudeye.dev.yaml deploy/base/crds/"
+    )
+
+
+@needs_kubectl
+def test_every_builtin_object_is_valid_against_the_kubernetes_schemas() -> None:
+    checked = 0
+    for where, obj in all_objects():
+        if obj["kind"] in FOREIGN_KINDS or obj["apiVersion"].split("/")[0].endswith(
+            ("cloudeye.dev", "kopf.dev")
+        ):
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{where}: {error.message} at {'.'.join(map(str, error.path))}")
+        checked += 1
+    assert checked >= 20
+
+
+def test_a_typo_is_caught_by_the_strict_schema_check() -> None:
+    """The method above does reject what it should (an unknown field, a wrong type)."""
+    deployment = by_kind(load(DEPLOY / "base" / "deployment.yaml"), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    deployment = by_kind(load(DEPLOY / "base" / "deployment.yaml"), "Deployment")
+    deployment["spec"]["replicas"] = "one"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_gitops_manifests_of_other_projects_say_what_we_rely_on() -> None:
+    flux = load(DEPLOY / "gitops" / "flux.yaml")
+    kustomizations = [o for o in flux if o["kind"] == "Kustomization"]
+    assert kustomizations
+    assert all(k["spec"]["wait"] is True for k in kustomizations)
+    assert {k["spec"]["path"] for k in kustomizations} >= {"./deploy"}
+    app = by_kind(load(DEPLOY / "gitops" / "argocd-application.yaml"), "Application")
+    assert app["spec"]["source"]["path"] == "deploy"
+    cm = by_kind(load(DEPLOY / "gitops" / "argocd-cm.yaml"), "ConfigMap")
+    assert "resource.customizations.health.cloudeye.dev_AgentRollout" in cm["data"]
+
+
+# --- what the manifests must say --------------------------------------------------------------
+
+
+@needs_kubectl
+def test_the_pod_is_hardened_and_probed_on_kopfs_liveness_endpoint() -> None:
+    deployment = by_kind(kustomize("deploy"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == "cloudeye-operator"
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env["CLOUDEYE_LIVENESS_ENDPOINT"] == f"http://0.0.0.0:{ports['healthz']}/healthz"
+    assert int(env["CLOUDEYE_METRICS_PORT"]) == ports["metrics"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    # One standalone replica must never overlap its successor.
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert env["CLOUDEYE_STANDALONE"] == "true"
+
+
+@needs_kubectl
+def test_the_ha_overlay_runs_peers_with_distinct_priorities() -> None:
+    objects = kustomize("deploy/overlays/ha")
+    container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CLOUDEYE_STANDALONE"] == "false"
+    assert env["CLOUDEYE_PRIORITY"] == "auto"
+    assert env["CLOUDEYE_PEERING_NAME"] == by_kind(objects, "ClusterKopfPeering")["metadata"]["name"]
+
+
+def rules(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    granted: set[tuple[str, str, str]] = set()
+    for role in (o for o in objects if o["kind"] in ("ClusterRole", "Role")):
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        granted.add((group, resource, verb))
+    return granted
+
+
+@needs_kubectl
+def test_rbac_grants_only_what_the_operator_uses() -> None:
+    granted = rules(kustomize("deploy"))
+    assert not [g for g in granted if "*" in g], "no wildcards"
+    assert granted == {
+        ("apiextensions.k8s.io", "customresourcedefinitions", "get"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+        ("cloudeye.dev", "agentrollouts", "get"),
+        ("cloudeye.dev", "agentrollouts", "list"),
+        ("cloudeye.dev", "agentrollouts", "watch"),
+        ("cloudeye.dev", "agentrollouts", "patch"),
+        ("cloudeye.dev", "agentrollouts/status", "get"),
+        ("cloudeye.dev", "agentrollouts/status", "patch"),
+        ("", "events", "create"),
+        ("", "secrets", "get"),  # by name only: no list/watch (see rbac-secrets.yaml)
+    }
+    ha = rules(kustomize("deploy/overlays/ha")) - granted
+    assert ha == {("kopf.dev", r, v) for r in ("clusterkopfpeerings", "kopfpeerings")
+                  for v in ("get", "list", "watch", "patch")}
+    for path in KUSTOMIZATIONS:
+        objects = kustomize(path)
+        roles = {o["metadata"]["name"] for o in objects if o["kind"] in ("ClusterRole", "Role")}
+        for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+            assert binding["roleRef"]["name"] in roles
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cloudeye-operator",
+                                            "namespace": "cloudeye-system"}]
+
+
+# --- the real API server ----------------------------------------------------------------------
+
+
+@needs_kubectl
+def test_served_kinds_are_applied_to_the_real_api_server(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    objects: dict[str, dict[str, Any]] = {}
+    for where, obj in all_objects():
+        if obj["kind"] in SERVED_KINDS:
+            key = f"{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+            objects.setdefault(key, obj) if obj["kind"] != "AgentRollout" else objects.setdefault(where, obj)
+    crds = [o for o in objects.values() if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 3
+    for crd in crds:  # for real: what follows needs them served
+        cp.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                   f"crd/{crd['metadata']['name']}")
+    for kind in ("ar", "clusterkopfpeerings.kopf.dev"):
+        deadline_ok = False
+        for _ in range(100):
+            if cp.kubectl("get", kind, check=False).returncode == 0:
+                deadline_ok = True
+                break
+            subprocess.run(["sleep", "0.3"], check=True)
+        assert deadline_ok, f"{kind} is not served"
+    rest = [o for o in objects.values() if o["kind"] != "CustomResourceDefinition"]
+    assert {o["kind"] for o in rest} >= {"Namespace", "ClusterKopfPeering", "AgentRollout"}
+    for obj in rest:
+        if obj["kind"] == "AgentRollout":
+            obj = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
+        out = cp.kubectl("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(obj), check=False)
+        assert out.returncode == 0, f"{obj['kind']}/{obj['metadata']['name']}: {out.stderr}"
+        assert "(server dry run)" in out.stdout
+
+
+@needs_kubectl
+def test_the_api_server_rejects_a_bad_rollout_on_dry_run(control_plane: ControlPlane) -> None:
+    """The dry runs above are real validation: a bad object is refused the same way."""
+    control_plane.kubectl("apply", "-f", str(REPO / "crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/agentrollouts.cloudeye.dev")
+    bad = load(DEPLOY / "examples" / "update-canary.yaml")[0]
+    bad["spec"]["action"] = "REINSTALL"
+    out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(bad), check=False)
+    assert out.returncode != 0
+    assert "spec.action" in out.stderr
