@@ -81,5 +81,8 @@ def configure(log_format: str, *, debug: bool = False, verbose: bool = False, qu
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
+    # httpcore's DEBUG trace prints raw response headers, X-Subject-Token (an IAM token) among them:
+    # never let it through, whatever the verbosity (rule 4).
+    logging.getLogger("httpcore").setLevel(logging.INFO)
     if not debug:
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -48,6 +48,7 @@ from cloudeye_operator.rollout import (
     status_patch,
 )
 from cloudeye_operator.rollout.actions import outcome_event
+from cloudeye_operator.rollout.outcome import observe_failed
 from cloudeye_operator.rollout.planner import api_error_reason
 from cloudeye_operator.sessions import ClientPool, CloudTarget
 
@@ -145,6 +146,13 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         await persisted.write(stalled(status, reason, message, rollout.generation, now))
         return retry
 
+    async def unobservable(error: CloudEyeError) -> float:
+        # Transient (5xx, 429, unreachable after the client's retries): say so in status, wait, retry.
+        log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
+        metrics.record_reconcile_error("ObserveFailed")
+        await persisted.write(observe_failed(status, str(error), rollout.generation, now))
+        return RETRY_OBSERVE_SECONDS
+
     try:
         spec = RolloutSpec.parse(rollout.spec)
     except SpecError as error:
@@ -175,15 +183,11 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         reason = api_error_reason(error.status)
         if reason is not None:
             return await stall(reason, f"listing tasks: {error}", RETRY_STALLED_SECONDS)
-        log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
-        metrics.record_reconcile_error("ObserveFailed")
-        return RETRY_OBSERVE_SECONDS
+        return await unobservable(error)
     except AuthenticationError as error:
         return await stall("AuthenticationFailed", str(error), RETRY_STALLED_SECONDS)
     except CloudEyeError as error:
-        log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
-        metrics.record_reconcile_error("ObserveFailed")
-        return RETRY_OBSERVE_SECONDS
+        return await unobservable(error)
 
     faulthooks.reach("after-observe")
     result = plan(spec, rollout.generation, status, observed, now,

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest_controlplane import REPO, ControlPlane, control_plane  # noqa: F401
+from tests.e2e.conftest_controlplane import REPO, ControlPlane
 
 __all__ = ["REPO", "ControlPlane"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest_controlplane import REPO, ControlPlane, control_plane  # noqa: F401
+from tests.e2e.conftest_controlplane import REPO, ControlPlane
 
 CLI = str(Path(sys.executable).parent / "cloudeye-operator")
 READY_PREFIX = "cloudeye emulator listening on "
@@ -129,21 +129,6 @@ class Operator:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture(scope="session")
-def cluster(control_plane: ControlPlane) -> ControlPlane:  # noqa: F811 - the fixture imported above
-    """The control plane with our CRD installed and established."""
-    control_plane.kubectl("apply", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/agentrollouts.cloudeye.dev"
-    )
-    wait_for(
-        lambda: control_plane.kubectl("get", "ar", check=False).returncode == 0,
-        30,
-        "the agentrollouts resource to be served",
-    )
-    return control_plane
 
 
 E2E_SCENARIO = REPO / "tests" / "e2e" / "scenario.yaml"

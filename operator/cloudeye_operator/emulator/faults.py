@@ -10,14 +10,22 @@ Settings (in a scenario's ``faults:`` or sent with ``PUT /_emulator/faults``)::
       drop_rate: 0.01             # close the connection without an answer; nothing applied
       drop_after_apply_rate: 0.01 # apply the request (e.g. create the tasks), then close the connection
       malformed_rate: 0.01        # apply, then answer 200/201 with a body that is not JSON
+      hostile_rate: 0.01          # apply, then answer 200/201 with a hostile body of kind ...
+      hostile_kind: wrong_types   # ... wrong_types | huge | unknown_status (see HOSTILE_KINDS)
       endpoints:                  # per-endpoint settings; fields given here override the global ones
         batch_create: {drop_after_apply_rate: 0.2}
       next:                       # exact script: the next requests of an endpoint, consumed one each
-        batch_create: [500, 429, drop, drop_after_apply, malformed, pass]
+        batch_create: [500, 429, drop, drop_after_apply, malformed, hostile_status, pass]
 
 Endpoint names: ``batch_create``, ``list``, ``iam_tokens``. Control endpoints are never faulted.
 A scripted ``next`` entry wins over the rates for that request (no random draw is made). Rates are
 drawn from a ``random.Random`` seeded from the scenario seed, so a run is reproducible.
+
+Hostile answers (a cloud, proxy or gateway gone wrong; the work is applied first, like ``malformed``):
+``wrong_types`` keeps valid JSON but gives fields the wrong types (a string for a list, numbers for
+ids); ``huge`` answers the real payload padded with several MiB of unknown fields; ``unknown_status``
+answers the real payload with every task status replaced by one no page documents. Script entries:
+``hostile_types``, ``hostile_huge``, ``hostile_status``.
 """
 
 from __future__ import annotations
@@ -44,6 +52,18 @@ class Mishap(StrEnum):
     DROP = "drop"
     DROP_AFTER_APPLY = "drop_after_apply"
     MALFORMED = "malformed"
+    HOSTILE_TYPES = "hostile_types"
+    HOSTILE_HUGE = "hostile_huge"
+    HOSTILE_STATUS = "hostile_status"
+
+
+HostileKind = Literal["wrong_types", "huge", "unknown_status"]
+HOSTILE_KINDS: tuple[HostileKind, ...] = ("wrong_types", "huge", "unknown_status")
+_HOSTILE_SCRIPT: dict[Mishap, HostileKind] = {
+    Mishap.HOSTILE_TYPES: "wrong_types",
+    Mishap.HOSTILE_HUGE: "huge",
+    Mishap.HOSTILE_STATUS: "unknown_status",
+}
 
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -65,6 +85,8 @@ class FaultSettings(BaseModel):
     drop_rate: Rate = 0.0
     drop_after_apply_rate: Rate = 0.0
     malformed_rate: Rate = 0.0
+    hostile_rate: Rate = 0.0
+    hostile_kind: HostileKind = "wrong_types"
 
 
 class Faults(FaultSettings):
@@ -90,8 +112,10 @@ class FaultPlan:
     """Answer this error status without doing the work."""
     retry_after_seconds: float | None = None
     drop_before: bool = False
-    after: Literal["drop", "malformed"] | None = None
+    after: Literal["drop", "malformed", "hostile"] | None = None
     """Do the work; then drop the connection or garble the successful answer."""
+    hostile: HostileKind | None = None
+    """With after="hostile": which hostile body replaces the successful answer."""
 
 
 class FaultInjector:
@@ -136,6 +160,8 @@ class FaultInjector:
             return FaultPlan(latency, after="drop")
         if self._hit(settings.malformed_rate):
             return FaultPlan(latency, after="malformed")
+        if self._hit(settings.hostile_rate):
+            return FaultPlan(latency, after="hostile", hostile=settings.hostile_kind)
         return FaultPlan(latency)
 
     def _hit(self, rate: float) -> bool:
@@ -152,6 +178,8 @@ class FaultInjector:
             return FaultPlan(after="drop")
         if entry is Mishap.MALFORMED:
             return FaultPlan(after="malformed")
+        if isinstance(entry, Mishap) and entry in _HOSTILE_SCRIPT:
+            return FaultPlan(after="hostile", hostile=_HOSTILE_SCRIPT[entry])
         assert isinstance(entry, int)
         retry_after = settings.retry_after_seconds if entry == 429 else None
         return FaultPlan(status=entry, retry_after_seconds=retry_after)

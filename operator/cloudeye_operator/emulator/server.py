@@ -8,6 +8,7 @@ after-apply faults (drop, malformed body). Every answer carries an ``X-Request-I
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import uuid
@@ -24,7 +25,7 @@ from cloudeye_operator.emulator.errors import (
     ApiProblem,
     injected,
 )
-from cloudeye_operator.emulator.faults import Endpoint
+from cloudeye_operator.emulator.faults import Endpoint, HostileKind
 from cloudeye_operator.emulator.iam import HEADER_SUBJECT_TOKEN, IamProblem, issue_token
 from cloudeye_operator.emulator.runtime import Emulator
 from cloudeye_operator.emulator.validation import check_project_id, parse_batch_create, parse_list_query
@@ -37,6 +38,10 @@ LIST_PATH: Final = "/v3/{project_id}/agent-invocations"
 IAM_TOKENS_PATH: Final = "/v3/auth/tokens"
 MALFORMED_BODY: Final = b'{"invocations": [{"instance_id": "'
 """What a malformed answer carries: truncated JSON, with a JSON content type."""
+HOSTILE_PADDING_BYTES: Final = 4 * 1024 * 1024
+"""How much a `huge` hostile answer adds to the real payload (in unknown fields)."""
+HOSTILE_STATUS: Final = "EXPLODED"
+"""The task status an `unknown_status` hostile answer reports: documented nowhere."""
 
 Work = Callable[[web.Request, Emulator], Awaitable[web.Response]]
 
@@ -83,10 +88,40 @@ async def _serve(request: web.Request, endpoint: Endpoint, work: Work) -> web.St
             response = web.Response(
                 status=response.status, body=MALFORMED_BODY, content_type="application/json"
             )
+        if response.status < 300 and plan.after == "hostile" and plan.hostile is not None:
+            emulator.stats.record(endpoint, f"hostile_{plan.hostile}")
+            response = web.Response(
+                status=response.status, body=_hostile_body(response, plan.hostile),
+                content_type="application/json",
+            )
     emulator.stats.record(endpoint, response.status)
     response.headers["X-Request-Id"] = uuid.uuid4().hex
     log.info("%s %s -> %d", request.method, request.path, response.status)
     return response
+
+
+def _hostile_body(response: web.Response, kind: HostileKind) -> bytes:
+    """The successful answer turned hostile (see faults.py): valid JSON, wrong in the given way."""
+    raw = response.body if isinstance(response.body, bytes) else b"{}"
+    try:
+        payload: Any = json.loads(raw)
+    except ValueError:
+        payload = {}
+    items = payload.get("invocations") if isinstance(payload, dict) else payload
+    items = items if isinstance(items, list) else []
+    if kind == "wrong_types":
+        wrong = [{"instance_id": 12345, "invocation_id": ["not", "a", "string"], "ret_status": 7,
+                  "invocation_status": {"nested": True}, "create_time": "yesterday"} for _ in items[:3]]
+        return json.dumps({"invocations": "not-a-list", "count": "many", "items": wrong}).encode()
+    if kind == "huge":
+        padding = "x" * HOSTILE_PADDING_BYTES
+        if isinstance(payload, dict):
+            return json.dumps({**payload, "padding": padding}).encode()
+        return json.dumps([*payload, {"padding": padding}]).encode()
+    for item in items:
+        if isinstance(item, dict) and "invocation_status" in item:
+            item["invocation_status"] = HOSTILE_STATUS
+    return json.dumps(payload).encode()
 
 
 async def _authorized_project(request: web.Request, emulator: Emulator) -> str:

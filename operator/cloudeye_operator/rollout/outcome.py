@@ -15,7 +15,7 @@ from cloudeye_operator.rollout.actions import (
 )
 from cloudeye_operator.rollout.book import Book, intent_subset
 from cloudeye_operator.rollout.conditions import READY, RECONCILING, STALLED, set_condition, utc_seconds
-from cloudeye_operator.rollout.planner import api_error_reason, describe_api_error
+from cloudeye_operator.rollout.planner import R_API_UNAVAILABLE, api_error_reason, describe_api_error
 from cloudeye_operator.rollout.status import (
     ApiErrorRecord,
     Failure,
@@ -150,3 +150,12 @@ def stalled(
     return status.model_copy(
         update={"conditions": conditions, "phase": Phase.STALLED, "observed_generation": generation}
     )
+
+
+def observe_failed(status: RolloutStatus, message: str, generation: int, now: datetime) -> RolloutStatus:
+    """The status while Cloud Eye cannot be listed (after the client's own retries): Reconciling says
+    so, naming the cloud's error, until a cycle observes again. Nothing else changes: no instance
+    state is guessed, and the next successful plan rewrites the condition."""
+    conditions = set_condition(status.conditions, RECONCILING, True, R_API_UNAVAILABLE,
+                               f"cannot list Cloud Eye tasks: {message}", generation, now)
+    return status.model_copy(update={"conditions": conditions})

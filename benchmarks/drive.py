@@ -1,0 +1,274 @@
+"""One rollout configuration, end to end: R rollouts x N servers against an emulator process.
+
+    python -m benchmarks.drive '{"rollouts": 1, "servers": 1000, "ids": "short", "history": 0, "failing": 10}'
+
+The real reconcile cycle (planner + client over HTTP) drives each rollout; Kubernetes is the harness's
+in-memory status (tests/operator/harness.py: merge patches applied as the API server does). Rollouts
+share one client pool and one Deps, as in the operator process. The emulator's clock is frozen and
+moved to the next due cycle. Prints one JSON object: calls per cycle, patches, bytes, CPU, memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tests.operator.harness import FakeCluster, condition, secret_data
+
+from benchmarks.common import (
+    POLL_SECONDS,
+    RETRY_BACKOFF_SECONDS,
+    ROOT,
+    dumps,
+    failing_ids,
+    memory,
+    rollout_ids,
+)
+from cloudeye_operator.cloudeye.client import Endpoint
+from cloudeye_operator.config import OperatorSettings
+from cloudeye_operator.emulator import defaults as d
+from cloudeye_operator.reconciler import Cycle, Deps, Rollout, reconcile
+from cloudeye_operator.sessions import ClientPool
+
+UNFINISHED = ("CREATING", "PENDING", "RUNNING", "ROLLING_BACK")
+PAGE = 100
+
+
+class RemoteEmulator:
+    """What FakeCluster needs of an emulator (url, project, clock) for one in another process."""
+
+    def __init__(self, url: str, now: float) -> None:
+        self.url = url
+        self.project_id = d.DEFAULT_PROJECT_ID
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+    async def advance(self, http: httpx.AsyncClient, seconds: float) -> None:
+        if seconds > 0:
+            response = await http.post(f"{self.url}/_emulator/advance", json={"seconds": seconds})
+            self._now = float(response.json()["now"])
+
+
+@dataclass
+class Watched(FakeCluster):
+    """FakeCluster keeping every status it wrote (to size the object at its largest)."""
+
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    keep: bool = False
+    harness_cpu: float = 0.0
+    """CPU spent standing in for the API server (applying patches): not the operator's."""
+
+    async def _write(self, patch: dict[str, Any]) -> None:
+        start = time.process_time()
+        await super()._write(patch)
+        if self.keep:
+            self.snapshots.append(self.status)
+        self.harness_cpu += time.process_time() - start
+
+    async def cycle(self) -> Cycle:
+        # As FakeCluster.cycle, without its defensive deep copies (the reconciler does not mutate its
+        # inputs): their CPU would be counted as the operator's.
+        rollout = Rollout(namespace="default", name="demo", generation=self.generation, spec=self.spec,
+                          status=self.status, write_status=self._write, post_event=self._event,
+                          claimed_elsewhere=self.claimed_elsewhere)
+        return await reconcile(rollout, self.deps)
+
+
+def object_bytes(spec: dict[str, Any], status: dict[str, Any]) -> int:
+    obj = {"apiVersion": "cloudeye.dev/v1alpha1", "kind": "AgentRollout",
+           "metadata": {"name": "fleet-update", "namespace": "default", "generation": 1,
+                        "uid": "0f8b6c1e-8f2e-4d55-9a57-3c1f1d3b9a10", "resourceVersion": "123456",
+                        "creationTimestamp": "2025-01-01T00:00:00Z"},
+           "spec": spec, "status": status}
+    return len(dumps(obj))
+
+
+def states(status: dict[str, Any]) -> dict[str, str]:
+    return {iid: rec.get("state", "") for iid, rec in (status.get("instances") or {}).items()}
+
+
+async def run(config: dict[str, Any]) -> dict[str, Any]:
+    rollouts, servers, history = config["rollouts"], config["servers"], config.get("history", 0)
+    groups = rollout_ids(rollouts, servers, config["ids"])
+    emu_proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our own module; started once
+        [sys.executable, "-m", "benchmarks.emuproc", json.dumps(config)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert emu_proc.stdin is not None
+    assert emu_proc.stdout is not None
+    ready = emu_proc.stdout.readline().split()
+    if not ready or ready[0] != "READY":
+        raise RuntimeError(f"emulator did not start: {ready}")
+    url, prefill_seconds = ready[1], float(ready[2])
+
+    def ask(cmd: str) -> Any:
+        assert emu_proc.stdin is not None
+        assert emu_proc.stdout is not None
+        emu_proc.stdin.write(json.dumps({"cmd": cmd}) + "\n")
+        emu_proc.stdin.flush()
+        return json.loads(emu_proc.stdout.readline())
+
+    try:
+        async with httpx.AsyncClient(timeout=120) as http:
+            health = (await http.get(f"{url}/_emulator/health")).json()
+            emu = RemoteEmulator(url, float(health["now"]))
+            result = await _drive(config, groups, emu, http)
+            result["emulator"] = {
+                "stats": (await http.get(f"{url}/_emulator/stats")).json(),
+                "memory_kib": ask("memory"),
+                "prefill_seconds": prefill_seconds,
+            }
+        last_finish = ask("last_finish")
+        result["ready_latency_s"] = [
+            ready_at - finish for ready_at, finish in zip(result.pop("ready_at"), last_finish, strict=True)
+        ]
+        emu_proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+        emu_proc.stdin.flush()
+    finally:
+        emu_proc.wait(timeout=30)
+    result["config"] = config
+    result["ids_per_rollout"] = servers
+    result["history"] = history
+    return result
+
+
+async def _drive(
+    config: dict[str, Any], groups: list[list[str]], emu: RemoteEmulator, http: httpx.AsyncClient
+) -> dict[str, Any]:
+    settings = OperatorSettings(create_rate=10_000, list_rate=10_000, post_events=False)
+    calls: Counter[str] = Counter()
+
+    def on_response(endpoint: Endpoint, status: int, elapsed: float) -> None:
+        calls[endpoint.value] += 1
+
+    pool = ClientPool(settings, on_response=on_response)
+    clusters: list[Watched] = []
+    for index, ids in enumerate(groups):
+        spec = {
+            "action": "UPDATE", "version": "2.7.2",
+            "instances": [{"id": i} for i in ids],
+            "cloud": {"region": "cn-north-4", "projectId": emu.project_id, "endpoint": emu.url,
+                      "credentialsSecretRef": {"name": "creds"}},
+            "strategy": {"maxInFlight": len(ids), "maxFailures": 0, "pollIntervalSeconds": POLL_SECONDS,
+                         "retry": {"limit": 3, "backoffSeconds": RETRY_BACKOFF_SECONDS}},
+        }
+        cluster = Watched(emu, spec, secrets={"creds": secret_data(token=d.DEFAULT_TOKEN)},  # type: ignore[arg-type]
+                          settings=settings, keep=index == 0)
+        cluster.pool = pool
+        cluster.deps = Deps(settings=settings, pool=pool, read_secret=clusters[0]._read_secret if clusters
+                            else cluster._read_secret, clock=cluster.deps.clock)
+        clusters.append(cluster)
+    shared_counts: dict[tuple[str | None, str], int] = {}
+    for cluster in clusters:
+        cluster.deps.project_counts = shared_counts  # one operator process: one estimate per project
+    base_memory = memory()
+
+    due = [emu.now()] * len(clusters)
+    ready_at: list[float] = [math.nan] * len(clusters)
+    steps: list[dict[str, Any]] = []
+    max_object = 0
+    max_object_state = ""
+    failing = set(failing_ids(groups, config.get("failing", 0)))
+    for _ in range(int(config.get("max_steps", 60))):
+        pending = [i for i, t in enumerate(ready_at) if math.isnan(t)]
+        if not pending:
+            break
+        target = min(due[i] for i in pending)
+        await emu.advance(http, target - emu.now())
+        active = [i for i in pending if due[i] <= emu.now() + 1e-6]
+        project_tasks = int((await http.get(f"{emu.url}/_emulator/health")).json()["tasks"])
+        before = [clusters[i].status for i in active]
+        unfinished = sum(1 for i in active for s in states(clusters[i].status).values() if s in UNFINISHED)
+        n_patches = [len(clusters[i].patches) for i in active]
+        start_calls = Counter(calls)
+        harness0 = sum(clusters[i].harness_cpu for i in active)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        cycles = await asyncio.gather(*(clusters[i].cycle() for i in active))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        cpu -= sum(clusters[i].harness_cpu for i in active) - harness0
+        delta = calls - start_calls
+        step: dict[str, Any] = {
+            "t": round(emu.now() - steps[0]["t0"], 1) if steps else 0.0,
+            "t0": steps[0]["t0"] if steps else emu.now(),
+            "rollouts": len(active), "unfinished": unfinished, "project_tasks": project_tasks,
+            "list_calls": delta[Endpoint.LIST.value], "create_calls": delta[Endpoint.BATCH_CREATE.value],
+            "cpu_ms": cpu * 1000, "wall_ms": wall * 1000,
+            "patches": [], "patch_bytes": [], "changed": [], "spurious": 0,
+        }
+        for k, (i, cycle) in enumerate(zip(active, cycles, strict=True)):
+            cluster = clusters[i]
+            new = cluster.patches[n_patches[k]:]
+            step["patches"].append(cycle.patches)
+            step["patch_bytes"].append(sum(len(dumps(p)) for p in new))
+            changed = set().union(*(set(p.get("instances") or {}) for p in new)) if new else set()
+            step["changed"].append(len(changed))
+            old_states, new_states = states(before[k]), states(cluster.status)
+            if cycle.patches and old_states == new_states and not (cluster.status.get("intents") or {}) \
+                    and before[k].get("summary") == cluster.status.get("summary") and before[k]:
+                step["spurious"] += 1
+            if condition(cluster.status, "Ready").get("status") == "True":
+                ready_at[i] = emu.now()
+            delay = cycle.requeue_after if cycle.requeue_after is not None else 3600.0
+            due[i] = emu.now() + delay
+            if cluster.keep:
+                for snap in cluster.snapshots:
+                    size = object_bytes(cluster.spec, snap)
+                    if size > max_object:
+                        max_object = size
+                        counts = Counter(states(snap).values())
+                        max_object_state = ", ".join(f"{n} {s}" for s, n in counts.most_common(3))
+                        if snap.get("intents"):
+                            max_object_state += f", {len(snap['intents'])} intent(s)"
+                cluster.snapshots.clear()
+        steps.append(step)
+
+    # A cycle after Ready: nothing changed, so no patch and (nothing unfinished) no call.
+    quiet: dict[str, Any] = {"patches": None, "calls": None}
+    if not any(math.isnan(t) for t in ready_at):
+        start_calls = Counter(calls)
+        after = await asyncio.gather(*(c.cycle() for c in clusters))
+        quiet = {"patches": sum(c.patches for c in after),
+                 "calls": sum((Counter(calls) - start_calls).values())}
+    final_object = object_bytes(clusters[0].spec, clusters[0].status)
+    spec_bytes = len(dumps(clusters[0].spec))
+    retries = sum(1 for i in failing if clusters[0].status["instances"][i].get("attempts") == 2)
+    end_memory = memory()
+    await pool.aclose()
+    for step in steps:
+        step.pop("t0")
+    poll_cpu = [s["cpu_ms"] for s in steps if s["create_calls"] == 0 and s["list_calls"] > 0]
+    return {
+        "steps": steps,
+        "ready_at": ready_at,
+        "all_ready": not any(math.isnan(t) for t in ready_at),
+        "calls": dict(calls),
+        "quiet_after_ready": quiet,
+        "object_bytes_max": max_object,
+        "object_state_at_max": max_object_state,
+        "object_bytes_final": final_object,
+        "spec_bytes": spec_bytes,
+        "retried": retries,
+        "memory_kib": {"base": base_memory, "end": end_memory},
+        "poll_cpu_ms": {"median": statistics.median(poll_cpu) if poll_cpu else None,
+                        "max": max(poll_cpu) if poll_cpu else None},
+    }
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    print(json.dumps(asyncio.run(run(config))))
+
+
+if __name__ == "__main__":
+    main()

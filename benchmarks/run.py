@@ -1,0 +1,229 @@
+"""Scale benchmark (issue 7): cloud calls, Kubernetes patches and bytes, operator CPU and memory,
+emulator capacity, for rollouts of 100 to 10,000 servers. Prints figures; it is not a timed test.
+
+    .venv/bin/python benchmarks/run.py            # the full matrix (a few minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # a smoke subset (under a minute)
+    .venv/bin/python benchmarks/run.py --json out.json
+
+Every configuration runs in a fresh process (benchmarks/drive.py) against an emulator in another
+process (benchmarks/emuproc.py), so each one's CPU and peak RSS are its own. All traffic is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import POLL_SECONDS, machine, proc_memory  # noqa: E402
+
+ETCD_LIMIT = 1_572_864  # 1.5 MiB: etcd's default --max-request-bytes, which the API server inherits
+PAGE = 100
+
+
+def child(module: str, *args: str) -> Any:
+    out = subprocess.run(  # noqa: S603 - our own modules
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
+    cfg = result["config"]
+    steps = result["steps"]
+    n, r, h = cfg["servers"], cfg["rollouts"], cfg["history"]
+    polls = [s for s in steps if s["create_calls"] == 0 and s["list_calls"] > 0]
+    first = steps[0]
+    worst = max(polls, key=lambda s: (s["unfinished"], s["list_calls"]))  # the wave's poll
+    # Per rollout, the target: the cheaper of a paged listing of the project and one call per task.
+    bound = worst["rollouts"] * min(max(1, math.ceil(worst["project_tasks"] / PAGE)),
+                                    math.ceil(worst["unfinished"] / worst["rollouts"]))
+    over = [s for s in polls
+            if s["list_calls"] > s["rollouts"] * min(max(1, math.ceil(s["project_tasks"] / PAGE)),
+                                                     math.ceil(s["unfinished"] / s["rollouts"]))]
+    naive = worst["unfinished"]
+    minimum = max(1, math.ceil(worst["unfinished"] / PAGE))
+    poll_patches = [p for s in polls for p in s["patches"]]
+    small = [s for s in steps if s["rollouts"] == 1 and 0 < s["changed"][0] <= 10]
+    latency = result["ready_latency_s"]
+    return {
+        "config": f"{r}x{n:,} {cfg['ids']} hist {h:,}",
+        "creates": first["create_calls"], "creates_min": r * math.ceil(n / PAGE),
+        "total_creates": result["calls"].get("batch_create", 0),
+        "poll_list_max": worst["list_calls"], "poll_bound": bound, "naive": naive, "minimum": minimum,
+        "naive_ratio": naive / worst["list_calls"], "min_ratio": worst["list_calls"] / minimum,
+        "over_bound_cycles": len(over), "poll_cycles": len(polls),
+        "total_list": result["calls"].get("list", 0),
+        "patches_per_poll_max": max(poll_patches) if poll_patches else 0,
+        "spurious_patches": sum(s["spurious"] for s in steps),
+        "quiet_after_ready": result["quiet_after_ready"],
+        "patch_bytes_all": max(max(s["patch_bytes"]) for s in polls) if polls else 0,
+        "patch_bytes_10": max((s["patch_bytes"][0] for s in small), default=None),
+        "object_max": result["object_bytes_max"], "object_final": result["object_bytes_final"],
+        "spec_bytes": result["spec_bytes"],
+        "cpu_poll_median_ms": result["poll_cpu_ms"]["median"],
+        "cpu_poll_max_ms": result["poll_cpu_ms"]["max"],
+        "latency_polls_max": max(latency) / POLL_SECONDS if result["all_ready"] else None,
+        "rss_peak_mib": result["memory_kib"]["end"]["VmHWM"] / 1024,
+        "rss_base_mib": result["memory_kib"]["base"]["VmHWM"] / 1024,
+        "emu_rss_mib": result["emulator"]["memory_kib"]["VmHWM"] / 1024,
+        "all_ready": result["all_ready"],
+    }
+
+
+async def emulator_capacity(servers: int, history: int, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    from benchmarks.common import rollout_ids
+    from cloudeye_operator.emulator import defaults as d
+
+    config = {"rollouts": 1, "servers": servers, "ids": "short", "history": history}
+    proc = subprocess.Popen(  # noqa: S603, ASYNC220
+        [sys.executable, "-m", "benchmarks.emuproc", json.dumps(config)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    ready = proc.stdout.readline().split()
+    url, prefill = ready[1], float(ready[2])
+    after_prefill = proc_memory(proc.pid)
+    base = f"{url}/v3/{d.DEFAULT_PROJECT_ID}/agent-invocations"
+    headers = {"X-Auth-Token": d.DEFAULT_TOKEN}
+    ids = rollout_ids(1, servers, "short")[0]
+    queries: list[dict[str, Any]] = [{}, {"offset": history // 2}, {"instance_id": "old-0500"},
+                                     {"instance_id": ids[0]}, {"invocation_type": "UPDATE"}]
+    done = 0
+    try:
+        async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+            async def worker(k: int) -> None:
+                nonlocal done
+                while time.perf_counter() < stop:
+                    response = await http.get(base, params=queries[(done + k) % len(queries)])
+                    response.raise_for_status()
+                    done += 1
+            start = time.perf_counter()
+            stop = start + seconds
+            await asyncio.gather(*(worker(k) for k in range(4)))
+            list_rate = done / (time.perf_counter() - start)
+            start = time.perf_counter()
+            creates = 0
+            for k in range(0, servers, PAGE):
+                body = {"invocation_type": "UPDATE", "instance_ids": ids[k : k + PAGE]}
+                response = await http.post(f"{base}/batch-create", json=body)
+                assert response.status_code == 201
+                creates += 1
+                if time.perf_counter() - start > seconds:
+                    break
+            create_rate = creates / (time.perf_counter() - start)
+        memory = proc_memory(proc.pid)
+    finally:
+        proc.stdin.write('{"cmd": "quit"}\n')
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+    return {"servers": servers, "tasks": history, "prefill_s": prefill,
+            "list_rps": list_rate, "create_rps": create_rate, "create_tasks_per_s": create_rate * PAGE,
+            "rss_after_prefill_mib": after_prefill["VmHWM"] / 1024, "rss_peak_mib": memory["VmHWM"] / 1024}
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    return "\n".join([line, rule, *body])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke subset, under a minute")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+
+    if args.quick:
+        configs = [(1, 100, "short", 0), (1, 1000, "short", 0), (1, 1000, "short", 10_000),
+                   (10, 100, "short", 0)]
+        cpu_n, cpu_reps, emu = 10_000, 3, (10_000, 10_000, 1.0)
+    else:
+        configs = [(1, n, "short", h) for n in (100, 1_000, 10_000) for h in (0, 10_000, 100_000)]
+        configs += [(1, 10_000, "uuid", 0), (50, 100, "short", 0), (50, 1_000, "short", 0)]
+        # 50 x 1,000: each poll cycle costs 25,000 list calls today (see BENCHMARKS.md), so only the
+        # creating cycle and the first poll are run: enough for calls per cycle, patches and peak RSS.
+        cpu_n, cpu_reps, emu = 10_000, 7, (10_000, 100_000, 3.0)
+
+    started = time.perf_counter()
+    print(f"machine: {machine()}", flush=True)
+    rows = []
+    for rollouts, servers, ids, history in configs:
+        failing = min(10, max(1, servers // 100))
+        config = {"rollouts": rollouts, "servers": servers, "ids": ids, "history": history,
+                  "failing": failing}
+        if rollouts * servers > 10_000:
+            config["max_steps"] = 2
+        t0 = time.perf_counter()
+        row = rollout_row(child("benchmarks.drive", json.dumps(config)))
+        print(f"  {row['config']}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        rows.append(row)
+    cpu = child("benchmarks.cpu", str(cpu_n), str(cpu_reps))
+    capacity = asyncio.run(emulator_capacity(*emu))
+
+    print("\nCloud calls (per poll cycle: the busiest one; naive = one call per unfinished server, "
+          "minimum = unfinished/100 pages)")
+    print(table(
+        ["rollouts x N, ids, old tasks", "creates", "min", "list/poll", "target", "naive", "minimum",
+         "naive/actual", "actual/min", "cycles over target", "lists total"],
+        [[r["config"], r["creates"], r["creates_min"], r["poll_list_max"], r["poll_bound"], r["naive"],
+          r["minimum"], r["naive_ratio"], r["min_ratio"], f"{r['over_bound_cycles']}/{r['poll_cycles']}",
+          r["total_list"]] for r in rows]))
+    print("\nKubernetes (bytes of compact JSON; etcd limit 1,572,864)")
+    print(table(
+        ["rollouts x N, ids, old tasks", "patches/poll max", "spurious", "after Ready", "patch all moved",
+         "patch 10 moved", "spec", "object max", "object final", "of limit"],
+        [[r["config"], r["patches_per_poll_max"], r["spurious_patches"],
+          f"{r['quiet_after_ready']['patches']} patch, {r['quiet_after_ready']['calls']} call",
+          r["patch_bytes_all"], r["patch_bytes_10"], r["spec_bytes"], r["object_max"], r["object_final"],
+          f"{100 * r['object_max'] / ETCD_LIMIT:.0f}%"] for r in rows]))
+    print("\nThe operator (CPU per poll cycle: the whole reconcile cycle incl. HTTP client, "
+          "not the emulator)")
+    print(table(
+        ["rollouts x N, ids, old tasks", "cpu/poll median ms", "max ms", "last task -> Ready (polls)",
+         "all Ready", "RSS base MiB", "RSS peak MiB", "emulator RSS MiB"],
+        [[r["config"], r["cpu_poll_median_ms"], r["cpu_poll_max_ms"], r["latency_polls_max"], r["all_ready"],
+          r["rss_base_mib"], r["rss_peak_mib"], r["emu_rss_mib"]] for r in rows]))
+    print(f"\nReconcile steps at N={cpu['n']:,} without I/O (process CPU, {cpu['reps']} reps)")
+    print(table(["step", "median ms", "max ms"],
+                [[k, v["median_ms"], v["max_ms"]] for k, v in cpu["steps"].items()]))
+    print("\nEmulator capacity (one client process, 4 concurrent requests)")
+    print(table(list(capacity), [list(capacity.values())]))
+    print(f"\ntotal: {time.perf_counter() - started:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "rollouts": rows, "cpu": cpu,
+                                         "emulator": capacity}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
