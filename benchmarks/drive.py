@@ -37,6 +37,7 @@ from cloudeye_operator.cloudeye.client import Endpoint
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.emulator import defaults as d
 from cloudeye_operator.reconciler import Cycle, Deps, Rollout, reconcile
+from cloudeye_operator.rollout import RolloutStatus
 from cloudeye_operator.sessions import ClientPool
 
 UNFINISHED = ("CREATING", "PENDING", "RUNNING", "ROLLING_BACK")
@@ -68,6 +69,9 @@ class Watched(FakeCluster):
     keep: bool = False
     harness_cpu: float = 0.0
     """CPU spent standing in for the API server (applying patches): not the operator's."""
+    name: str = "demo"
+    written: RolloutStatus | None = None
+    """The model the last cycle wrote, handed back as the operator's daemon does."""
 
     async def _write(self, patch: dict[str, Any]) -> None:
         start = time.process_time()
@@ -79,10 +83,13 @@ class Watched(FakeCluster):
     async def cycle(self) -> Cycle:
         # As FakeCluster.cycle, without its defensive deep copies (the reconciler does not mutate its
         # inputs): their CPU would be counted as the operator's.
-        rollout = Rollout(namespace="default", name="demo", generation=self.generation, spec=self.spec,
-                          status=self.status, write_status=self._write, post_event=self._event,
+        rollout = Rollout(namespace="default", name=self.name, generation=self.generation, spec=self.spec,
+                          status=self.written if self.written is not None else self.status,
+                          write_status=self._write, post_event=self._event,
                           claimed_elsewhere=self.claimed_elsewhere)
-        return await reconcile(rollout, self.deps)
+        cycle = await reconcile(rollout, self.deps)
+        self.written = cycle.status
+        return cycle
 
 
 def object_bytes(spec: dict[str, Any], status: dict[str, Any]) -> int:
@@ -164,14 +171,16 @@ async def _drive(
                          "retry": {"limit": 3, "backoffSeconds": RETRY_BACKOFF_SECONDS}},
         }
         cluster = Watched(emu, spec, secrets={"creds": secret_data(token=d.DEFAULT_TOKEN)},  # type: ignore[arg-type]
-                          settings=settings, keep=index == 0)
+                          settings=settings, keep=index == 0, name=f"fleet-{index}")
         cluster.pool = pool
         cluster.deps = Deps(settings=settings, pool=pool, read_secret=clusters[0]._read_secret if clusters
                             else cluster._read_secret, clock=cluster.deps.clock)
         clusters.append(cluster)
     shared_counts: dict[tuple[str | None, str], int] = {}
+    shared_listings = clusters[0].deps.listings  # its clock is the emulator's (Deps.__post_init__)
     for cluster in clusters:
         cluster.deps.project_counts = shared_counts  # one operator process: one estimate per project
+        cluster.deps.listings = shared_listings  # and one set of shared project listings
     base_memory = memory()
 
     due = [emu.now()] * len(clusters)

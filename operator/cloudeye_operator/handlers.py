@@ -22,7 +22,7 @@ from cloudeye_operator import kube
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
-from cloudeye_operator.rollout.status import Phase
+from cloudeye_operator.rollout.status import Phase, RolloutStatus
 from cloudeye_operator.sessions import ClientPool
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ async def drive(
     me = f"{namespace}/{name}"
     # The daemon is this rollout's only status writer: what it wrote last is the truth, even before
     # the watch stream brings that write back into `body`.
-    written: dict[str, Any] | None = None
+    written: RolloutStatus | None = None
 
     async def write_status(patch: dict[str, Any]) -> None:
         await kube.patch_status(namespace, name, patch)

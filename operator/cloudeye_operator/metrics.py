@@ -32,6 +32,7 @@ from cloudeye_operator.rollout import (
     InstanceState,
     RetryTasks,
     RollbackTasks,
+    RolloutStatus,
     TaskAction,
 )
 
@@ -110,6 +111,13 @@ def set_rollout_instances(namespace: str, name: str, status: Mapping[str, Any] |
     counts = Tally(
         str(record.get("state")) for record in instances.values() if isinstance(record, Mapping)
     )
+    for state in STATES:
+        INSTANCES.labels(namespace, name, state).set(counts.get(state, 0))
+
+
+def set_rollout_summary(namespace: str, name: str, status: RolloutStatus) -> None:
+    """Set the per-state gauge of one rollout from the status model the cycle wrote."""
+    counts = Tally(str(record.state) for record in status.instances.values())
     for state in STATES:
         INSTANCES.labels(namespace, name, state).set(counts.get(state, 0))
 

@@ -247,3 +247,25 @@ async def test_a_secret_the_operator_may_not_read_stalls_naming_it(emu: RunningE
     assert "default/creds" in stalled["message"]
     assert cycle.requeue_after
     assert emu.stats() == {}
+
+
+async def test_handing_back_the_written_model_patches_exactly_what_the_server_holds(
+    cluster: FakeCluster, emu: RunningEmulator
+) -> None:
+    """The daemon passes each cycle's status model to the next (no re-parse, diffs by model): the
+    server's copy, built only from the patches, must equal the model at every step."""
+    from cloudeye_operator.reconciler import Rollout, reconcile
+
+    model = None
+    for _ in range(60):
+        rollout = Rollout(namespace="default", name="demo", generation=cluster.generation,
+                          spec=cluster.spec, status=model if model is not None else cluster.status,
+                          write_status=cluster._write, post_event=cluster._event)
+        cycle = await reconcile(rollout, cluster.deps)
+        model = cycle.status
+        assert cluster.status == model.to_dict()
+        if ready(cluster.status):
+            break
+        emu.advance(cycle.requeue_after or 60.0)
+    assert ready(cluster.status)
+    assert_no_duplicate_tasks(cluster)
