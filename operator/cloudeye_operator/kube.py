@@ -12,7 +12,12 @@ import threading
 from typing import Any, Final
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
+
+# No answer at all (the API server restarting, a network blip): a KubeError without a status, so the
+# caller retries the cycle instead of failing the daemon.
+_UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
 
 GROUP: Final = "cloudeye.dev"
 VERSION: Final = "v1alpha1"
@@ -55,6 +60,8 @@ async def read_secret_data(namespace: str, name: str) -> dict[str, str]:
             if exc.status == 404:
                 raise SecretNotFound(f"Secret {namespace}/{name} not found") from None
             raise KubeError(f"reading Secret {namespace}/{name}", exc.status, exc.reason) from None
+        except _UNREACHABLE as exc:
+            raise KubeError(f"reading Secret {namespace}/{name}", None, type(exc).__name__) from None
         return {str(k): str(v) for k, v in (secret.data or {}).items()}
 
     return await asyncio.to_thread(read)
@@ -72,5 +79,7 @@ async def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None
             )
         except ApiException as exc:
             raise KubeError(f"patching status of {namespace}/{name}", exc.status, exc.reason) from None
+        except _UNREACHABLE as exc:
+            raise KubeError(f"patching status of {namespace}/{name}", None, type(exc).__name__) from None
 
     await asyncio.to_thread(send)

@@ -233,10 +233,10 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
                 outcome = await _run(client, action)
             finally:
                 deps.listings.note_create(client)  # listings started before now may miss its tasks
-        if isinstance(outcome, Created):
-            key = (target.endpoint or target.region, target.project_id)
-            created = sum(1 for item in outcome.results if item.ok)
-            deps.project_counts[key] = deps.project_counts.get(key, 0) + created
+        key = (target.endpoint or target.region, target.project_id)
+        if isinstance(outcome, Created) and key in deps.project_counts:
+            # Keep a known estimate current (an unknown one stays unknown: the first page will tell).
+            deps.project_counts[key] += sum(1 for item in outcome.results if item.ok)
         metrics.record_tasks(action, outcome)
         faulthooks.reach(f"after-{kind}")
         status = record_outcome(status, action, outcome, deps.clock())
