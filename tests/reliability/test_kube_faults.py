@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import urllib.request
@@ -24,6 +25,16 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the Go server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _ready(state: Path) -> bool:
@@ -48,12 +59,23 @@ def restart_apiserver(cp: ControlPlane) -> int:
     # SIGKILL: a crash, and no wait for its graceful drain of the operator's watch requests.
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not _running(pid), 30, "the API server to stop")
-    with (cp.state_dir / "apiserver.log").open("ab") as log:
-        proc = subprocess.Popen(argv, env=environ, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    pid_file.write_text(f"{proc.pid}\n")
-    wait_for(lambda: _ready(cp.state_dir), 60, "the restarted API server to be ready")
-    return proc.pid
+    # Its leader turns zombie before its other threads let go of the listening socket: wait for the port.
+    port = int((cp.state_dir / "ports").read_text().split()[2])
+    wait_for(lambda: _port_free(port), 30, f"port {port} to be released")
+    for _attempt in range(3):  # a start that lost a race for the port exits at once: start again
+        with (cp.state_dir / "apiserver.log").open("ab") as log:
+            proc = subprocess.Popen(argv, env=environ, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        pid_file.write_text(f"{proc.pid}\n")
+
+        def up_or_exited(started: subprocess.Popen[bytes] = proc) -> bool:
+            return started.poll() is not None or _ready(cp.state_dir)
+
+        wait_for(up_or_exited, 60, "the restarted API server to be ready (or to exit)")
+        if proc.poll() is None:
+            return proc.pid
+        wait_for(lambda: _port_free(port), 30, f"port {port} to be released")
+    raise AssertionError("the API server did not start again; see apiserver.log")
 
 
 def test_api_server_restarted_mid_rollout(
