@@ -8,10 +8,13 @@ import socket
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Emulator, get_ar, is_ready, wait_for
-from tests.e2e.conftest_controlplane import ControlPlane
+from tests.e2e.conftest_controlplane import REPO, UP_TIMEOUT_S, ControlPlane, _run_script
 from tests.reliability.conftest import Figures, Launcher
 from tests.reliability.e2e_util import fast, manifest, task_figures
 
@@ -78,7 +81,36 @@ def restart_apiserver(cp: ControlPlane) -> int:
     raise AssertionError("the API server did not start again; see apiserver.log")
 
 
+@pytest.fixture
+def private_cluster(control_plane: ControlPlane, tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane of this test's own (the build is the session's): killing its API server cannot
+    leave the rest of the session without one."""
+    state = tmp_path / "control-plane"
+    env = dict(os.environ, CONTROL_PLANE_STATE=str(state))
+    up = _run_script("up", env, UP_TIMEOUT_S)
+    assert up.returncode == 0, up.stderr[-3000:]
+    cp = ControlPlane(kubeconfig=state / "kubeconfig", state_dir=state)
+    try:
+        cp.kubectl("apply", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/agentrollouts.cloudeye.dev")
+        wait_for(lambda: cp.kubectl("get", "ar", check=False).returncode == 0, 30, "agentrollouts served")
+        yield cp
+    finally:
+        _run_script("down", env, 60)
+
+
 def test_api_server_restarted_mid_rollout(
+    private_cluster: ControlPlane, emulator: Emulator, figures: Figures, tmp_path: Path
+) -> None:
+    cluster = private_cluster
+    launcher = Launcher(cluster, emulator, tmp_path / "operator.log", namespace="default")
+    try:
+        _restarted_mid_rollout(cluster, emulator, launcher, figures)
+    finally:
+        launcher.stop()
+
+
+def _restarted_mid_rollout(
     cluster: ControlPlane, emulator: Emulator, launcher: Launcher, figures: Figures
 ) -> None:
     ids = [f"big-{i:04d}" for i in range(40, 70)]
