@@ -74,6 +74,15 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class QuietMetricsHandler(logging.Filter):
+    """Drop kopf's "Handler 'metrics' succeeded." line, logged on every watch event of every rollout."""
+
+    _TEXT = "Handler 'metrics' succeeded."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._TEXT
+
+
 def configure(log_format: str, *, debug: bool = False, verbose: bool = False, quiet: bool = False) -> None:
     """kopf's logging setup in `log_format` (plain, full, json), with the context filter."""
     kopf.configure(debug=debug, verbose=verbose, quiet=quiet,
@@ -81,6 +90,8 @@ def configure(log_format: str, *, debug: bool = False, verbose: bool = False, qu
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
+        if not any(isinstance(f, QuietMetricsHandler) for f in handler.filters):
+            handler.addFilter(QuietMetricsHandler())
     # httpcore's DEBUG trace prints raw response headers, X-Subject-Token (an IAM token) among them:
     # never let it through, whatever the verbosity (rule 4).
     logging.getLogger("httpcore").setLevel(logging.INFO)

@@ -39,6 +39,8 @@ from cloudeye_operator.rollout import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 8080
+METRICS_HANDLER_ID: Final = "metrics"
+"""Its per-event "succeeded" line is dropped from the logs (logging_setup): one a status patch is noise."""
 STATES: Final = tuple(state.value for state in InstanceState)
 TASK_KINDS: Final[Mapping[type, str]] = {
     CreateTasks: "created",
@@ -144,7 +146,7 @@ def register_kopf_handlers() -> None:
 
     from cloudeye_operator import kube
 
-    @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL)
+    @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL, id=METRICS_HANDLER_ID)
     def rollout_metrics(
         type: str | None, namespace: str | None, name: str, status: Mapping[str, Any], **_: Any
     ) -> None:

@@ -32,6 +32,7 @@ from cloudeye_operator.rollout import (
     Created,
     CreateTasks,
     Event,
+    EventKind,
     Observation,
     PollMode,
     RetryTasks,
@@ -244,8 +245,10 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         trouble = outcome_event(action, outcome)
         if trouble is not None:
             events.append(trouble)
-    if deps.settings.post_events:
-        for event in events:
+    for event in events:  # what a person reads in `kubectl describe`, also in the log
+        level = logging.WARNING if event.kind is EventKind.WARNING else logging.INFO
+        log.log(level, "%s/%s %s: %s", rollout.namespace, rollout.name, event.reason, event.message)
+        if deps.settings.post_events:
             rollout.post_event(event.kind.value, event.reason, event.message)
     return result.requeue_after
 
