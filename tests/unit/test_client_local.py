@@ -118,3 +118,17 @@ def test_auth_reprs_hide_secrets() -> None:
     assert "pa55word!" not in repr(creds)
     assert "pa55word!" not in repr(auth)
     assert "t0ken" not in repr(StaticTokenAuth("t0ken"))
+
+
+def test_cloud_texts_are_bounded_where_they_enter() -> None:
+    from cloudeye_operator.cloudeye.models import BatchCreateInvocationInfo, ErrorBody, InvocationInfo
+
+    item = BatchCreateInvocationInfo.model_validate({"ret_status": "error", "error_msg": "x" * 5000})
+    assert item.error_msg is not None
+    assert len(item.error_msg) == 128
+    assert len(ErrorBody.model_validate({"error_msg": "y" * 5000}).error_msg or "") == 256
+    task = InvocationInfo.model_validate({
+        "invocation_id": "a", "instance_id": "b", "invocation_type": "UPDATE",
+        "invocation_status": "RUNNING", "target_version": "9" * 500, "instance_name": "n" * 500})
+    assert len(task.target_version or "") == 64
+    assert len(task.instance_name or "") == 128

@@ -128,6 +128,12 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def clip_text(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[: limit - 1] + "…"
+    return value
+
+
 class BatchCreateRequest(_Strict):
     """Body of POST /v3/{project_id}/agent-invocations/batch-create (one call: at most 100 ids)."""
 
@@ -167,6 +173,11 @@ class BatchCreateInvocationInfo(_Lenient):
     error_msg: str | None = None
     invocation_id: str | None = None
     error_code: str | None = None
+
+    @field_validator("error_msg", mode="before")
+    @classmethod
+    def _bounded_message(cls, value: Any) -> Any:
+        return clip_text(value, MAX_ITEM_ERROR_MSG_LENGTH)
 
     @property
     def ok(self) -> bool:
@@ -222,6 +233,16 @@ class InvocationInfo(_Lenient):
     def _null_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
 
+    @field_validator("current_version", "target_version", mode="before")
+    @classmethod
+    def _bounded_version(cls, value: Any) -> Any:
+        return clip_text(value, MAX_VERSION_LENGTH)
+
+    @field_validator("instance_name", mode="before")
+    @classmethod
+    def _bounded_name(cls, value: Any) -> Any:
+        return clip_text(value, MAX_INSTANCE_NAME_LENGTH)
+
 
 class ListInvocationsResponse(_Lenient):
     invocations: list[InvocationInfo] = Field(default_factory=list)
@@ -238,3 +259,8 @@ class ErrorBody(_Lenient):
 
     error_code: str | None = None
     error_msg: str | None = None
+
+    @field_validator("error_msg", mode="before")
+    @classmethod
+    def _bounded_message(cls, value: Any) -> Any:
+        return clip_text(value, MAX_ERROR_MSG_LENGTH)
