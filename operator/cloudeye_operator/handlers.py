@@ -22,13 +22,12 @@ from cloudeye_operator import kube
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
-from cloudeye_operator.rollout.status import Phase, RolloutStatus
+from cloudeye_operator.rollout.status import RolloutStatus, settled
 from cloudeye_operator.sessions import ClientPool
 
 log = logging.getLogger(__name__)
 
 RESOURCE: Final = (kube.GROUP, kube.VERSION, kube.PLURAL)
-SETTLED_PHASES: Final = frozenset({Phase.SUCCEEDED.value, Phase.FAILED.value})
 IDLE_WAIT_SECONDS: Final = 3600.0
 """With nothing scheduled, a daemon still wakes hourly: a cheap re-check, in case a wakeup was lost."""
 
@@ -75,13 +74,8 @@ def rollout_claims(
 
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
-    """The daemon runs unless the rollout is settled: its generation observed, nothing live, finished."""
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != body.metadata.get("generation"):
-        return True
-    if status.get("intents"):
-        return True
-    return status.get("phase") not in SETTLED_PHASES
+    """The daemon runs unless the rollout is settled (rollout.status.settled)."""
+    return not settled(body.get("status") or {}, body.metadata.get("generation"))
 
 
 @kopf.on.update(*RESOURCE, field="spec")

@@ -252,3 +252,17 @@ class RolloutStatus(_StatusModel):
     @property
     def intent_instance_ids(self) -> set[str]:
         return {iid for intent in self.intents.values() for iid in intent.instance_ids}
+
+
+SETTLED_PHASES: Final = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+
+
+def settled(status: Mapping[str, Any], generation: int | None) -> bool:
+    """A rollout with nothing left to do until its spec changes: this generation observed, no intent
+    pending, and finished (Succeeded, or Failed with nothing in flight). The operator stops following
+    a settled rollout, so it costs nothing."""
+    return (
+        status.get("observedGeneration") == generation
+        and not status.get("intents")
+        and status.get("phase") in SETTLED_PHASES
+    )
