@@ -86,32 +86,37 @@ class Emulator:
 class Operator:
     """`cloudeye-operator run` against the control plane, configured for the emulator by environment."""
 
-    def __init__(self, cp: ControlPlane, emulator: Emulator, log: Path) -> None:
-        self.cp, self.emulator, self.log_path = cp, emulator, log
+    def __init__(self, cp: ControlPlane, emulator: Emulator, log: Path, namespace: str | None = None) -> None:
+        self.cp, self.emulator, self.log_path, self.namespace = cp, emulator, log, namespace
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    def start(self, extra_env: dict[str, str] | None = None, debug: bool = False,
+              credentials: dict[str, str] | None = None) -> None:
+        """Start the operator for the emulator: token credentials unless `credentials` says otherwise."""
         env = self.cp.env
-        env.update(
-            {
-                "CLOUDEYE_ENDPOINT": self.emulator.url,
-                "CLOUDEYE_PROJECT_ID": PROJECT,
-                "CLOUDEYE_REGION": "cn-north-4",
-                "CLOUDEYE_TOKEN": TOKEN,
-                "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
-            }
-        )
+        for key in [k for k in env if k.startswith("CLOUDEYE_")]:
+            del env[key]  # nothing inherited from the test runner's environment
+        env.update({
+            "CLOUDEYE_ENDPOINT": self.emulator.url,
+            "CLOUDEYE_PROJECT_ID": PROJECT,
+            "CLOUDEYE_REGION": "cn-north-4",
+            "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(credentials or {"CLOUDEYE_TOKEN": TOKEN})
+        env.update(extra_env or {})
         self.starts += 1
+        scope = ["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]
         with self.log_path.open("a") as log:
-            log.write(f"\n===== operator start {self.starts} =====\n")
-        with self.log_path.open("a") as log:
+            log.write(f"\n===== operator start {self.starts} env {sorted(extra_env or {})} =====\n")
             self.proc = subprocess.Popen(
-                [CLI, "run", "--all-namespaces", "--standalone", "--verbose"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                [CLI, "run", *scope, "--standalone", "--debug" if debug else "--verbose"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
             )
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -130,6 +135,20 @@ class Operator:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kubectl(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        ns = ["--namespace", self.namespace] if self.namespace else []
+        return self.cp.kubectl(*ns, *args, **kwargs)
+
+    def clean_up(self) -> None:
+        """Delete the rollouts while an operator runs (kopf releases its finalizers), stop
+        it, then strip finalizers from anything left."""
+        if self.proc is None or self.exited():
+            self.start()
+        self.kubectl("delete", "ar", "--all", "--wait=true", "--timeout=30s", check=False)
+        self.stop()
+        for name in self.kubectl("get", "ar", "-o", "name", check=False).stdout.split():
+            self.kubectl("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+
 
 E2E_SCENARIO = REPO / "tests" / "e2e" / "scenario.yaml"
 
@@ -146,13 +165,7 @@ def operator(cluster: ControlPlane, emulator: Emulator, tmp_path: Path) -> Itera
     op = Operator(cluster, emulator, tmp_path / "operator.log")
     op.start()
     yield op
-    # Leave the namespace clean for the next test: delete the rollouts while the operator runs
-    # (kopf releases its finalizers), then stop it.
-    cluster.kubectl("delete", "ar", "--all", "--wait=true", "--timeout=60s", check=False)
-    op.stop()
-    leftovers = cluster.kubectl("get", "ar", "-o", "name", check=False).stdout.split()
-    for name in leftovers:
-        cluster.kubectl("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+    op.clean_up()  # leave the namespace clean for the next test
 
 
 def get_ar(cluster: ControlPlane, name: str) -> dict[str, Any]:

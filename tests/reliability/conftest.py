@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.e2e.conftest import CLI, PROJECT, Emulator
+from tests.e2e.conftest import Emulator, Operator
 from tests.e2e.conftest_controlplane import ControlPlane
 
 TABLE_ENV = "CLOUDEYE_RELIABILITY_TABLE"
@@ -99,65 +98,7 @@ async def emu() -> AsyncIterator[RunningEmulator]:
 
 # --- real processes ----------------------------------------------------------------------------
 
-class Launcher:
-    """`cloudeye-operator run` with the environment a scenario needs (a fault hook, credentials)."""
-
-    def __init__(self, cp: ControlPlane, emulator: Emulator, log: Path, namespace: str | None = None) -> None:
-        self.cp, self.emulator, self.log_path, self.namespace = cp, emulator, log, namespace
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, extra_env: dict[str, str] | None = None, debug: bool = False,
-              credentials: dict[str, str] | None = None) -> None:
-        env = self.cp.env
-        for key in [k for k in env if k.startswith("CLOUDEYE_")]:
-            del env[key]  # nothing inherited from the test runner's environment
-        env.update({
-            "CLOUDEYE_ENDPOINT": self.emulator.url,
-            "CLOUDEYE_PROJECT_ID": PROJECT,
-            "CLOUDEYE_REGION": "cn-north-4",
-            "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
-            "PYTHONUNBUFFERED": "1",
-        })
-        env.update(credentials or {"CLOUDEYE_TOKEN": "emulator-token"})
-        env.update(extra_env or {})
-        self.starts += 1
-        with self.log_path.open("a") as log:
-            log.write(f"\n===== operator start {self.starts} env {sorted(extra_env or {})} =====\n")
-            self.proc = subprocess.Popen(
-                [CLI, "run", *(["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]),
-                 "--standalone", "--debug" if debug else "--verbose"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-
-    def exited(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kubectl(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        ns = ["--namespace", self.namespace] if self.namespace else []
-        return self.cp.kubectl(*ns, *args, **kwargs)
-
-    def clean_up(self) -> None:
-        """Delete this launcher's rollouts while an operator runs (kopf releases its finalizers), stop
-        it, then strip finalizers from anything left."""
-        if self.proc is None or self.exited():
-            self.start()
-        self.kubectl("delete", "ar", "--all", "--wait=true", "--timeout=30s", check=False)
-        self.stop()
-        for name in self.kubectl("get", "ar", "-o", "name", check=False).stdout.split():
-            self.kubectl("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+Launcher = Operator  # the e2e operator process, here scoped to one namespace
 
 
 E2E_SCENARIO = Path(__file__).resolve().parents[1] / "e2e" / "scenario.yaml"
