@@ -113,6 +113,8 @@ def status_command(name: str | None, namespace: str | None, watch: bool, interva
                    until_ready: bool, timeout: float) -> None:
     """Show AgentRollouts: progress, states, retries and failing servers with their messages."""
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: no terminal width to honour, keep the columns
+        console = Console(width=140)
 
     async def snapshot() -> list[dict[str, Any]]:
         items = await _list(namespace)
@@ -127,11 +129,13 @@ def status_command(name: str | None, namespace: str | None, watch: bool, interva
         with Live(render(items), console=console, refresh_per_second=4) as live:
             while True:
                 if until_ready and items and all(is_ready(o) for o in items):
-                    return 0
+                    break
                 if deadline is not None and time.monotonic() > deadline:
                     return 1
                 await asyncio.sleep(interval)
                 items = await snapshot()
                 live.update(render(items))
+        console.print()
+        return 0
 
     raise SystemExit(asyncio.run(main()))
