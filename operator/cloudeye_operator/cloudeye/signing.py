@@ -34,6 +34,12 @@ def _encode(value: str) -> str:
     return quote(value, safe="~")
 
 
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever its case (HTTP header names are case-insensitive)."""
+    lowered = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == lowered), None)
+
+
 def format_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(DATE_FORMAT)
 
@@ -60,10 +66,7 @@ def signed_header_names(header_names: Iterable[str]) -> list[str]:
 def payload_hash(body: bytes, headers: Mapping[str, str]) -> str:
     if not body:
         return EMPTY_BODY_SHA256
-    for name, value in headers.items():
-        if name.lower() == HEADER_CONTENT_SHA256.lower():
-            return value
-    return hashlib.sha256(body).hexdigest()
+    return header_value(headers, HEADER_CONTENT_SHA256) or hashlib.sha256(body).hexdigest()
 
 
 def canonical_request(
@@ -134,7 +137,9 @@ def sign(
 ) -> str:
     """The Authorization header value for a request whose headers already carry X-Sdk-Date."""
     names = signed_header_names(headers.keys())
-    date = next(v for k, v in headers.items() if k.lower() == HEADER_DATE.lower())
+    date = header_value(headers, HEADER_DATE)
+    if date is None:
+        raise ValueError(f"{HEADER_DATE} must be set before signing")
     canonical = canonical_request(method, path, query, headers, names, body)
     return authorization_header(access_key, names, signature(secret_key, string_to_sign(canonical, date)))
 
@@ -150,7 +155,7 @@ def verify(
     body: bytes,
 ) -> bool:
     """Rebuild the canonical request from the headers the client says it signed, compare in constant time."""
-    date = next((v for k, v in headers.items() if k.lower() == HEADER_DATE.lower()), None)
+    date = header_value(headers, HEADER_DATE)
     if date is None or HEADER_DATE.lower() not in parsed.signed_headers:
         return False
     try:

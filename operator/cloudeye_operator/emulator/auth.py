@@ -73,9 +73,7 @@ def _forbidden(message: str) -> ApiProblem:
     return ApiProblem(403, FORBIDDEN, message)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == lowered), None)
+_header = signing.header_value
 
 
 def authenticate(
