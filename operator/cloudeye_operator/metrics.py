@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any, Final
 
@@ -108,19 +108,20 @@ def reconcile_timer() -> Iterator[None]:
 
 
 def set_rollout_instances(namespace: str, name: str, status: Mapping[str, Any] | None) -> None:
-    """Set the per-state gauge of one rollout from its status (every state, zeros included)."""
+    """Set the per-state gauge of one rollout from its status as Kubernetes holds it."""
     instances = (status or {}).get("instances") or {}
-    counts = Tally(
-        str(record.get("state")) for record in instances.values() if isinstance(record, Mapping)
-    )
-    for state in STATES:
-        INSTANCES.labels(namespace, name, state).set(counts.get(state, 0))
+    _set_states(namespace, name,
+                (str(r.get("state")) for r in instances.values() if isinstance(r, Mapping)))
 
 
 def set_rollout_summary(namespace: str, name: str, status: RolloutStatus) -> None:
     """Set the per-state gauge of one rollout from the status model the cycle wrote."""
-    counts = Tally(str(record.state) for record in status.instances.values())
-    for state in STATES:
+    _set_states(namespace, name, (str(record.state) for record in status.instances.values()))
+
+
+def _set_states(namespace: str, name: str, states: Iterable[str]) -> None:
+    counts = Tally(states)
+    for state in STATES:  # every state, zeros included
         INSTANCES.labels(namespace, name, state).set(counts.get(state, 0))
 
 

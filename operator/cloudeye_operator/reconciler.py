@@ -234,10 +234,9 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
                 outcome = await _run(client, action)
             finally:
                 deps.listings.note_create(client)  # listings started before now may miss its tasks
-        key = (target.endpoint or target.region, target.project_id)
-        if isinstance(outcome, Created) and key in deps.project_counts:
+        if isinstance(outcome, Created) and target.project_key in deps.project_counts:
             # Keep a known estimate current (an unknown one stays unknown: the first page will tell).
-            deps.project_counts[key] += sum(1 for item in outcome.results if item.ok)
+            deps.project_counts[target.project_key] += sum(1 for item in outcome.results if item.ok)
         metrics.record_tasks(action, outcome)
         faulthooks.reach(f"after-{kind}")
         status = record_outcome(status, action, outcome, deps.clock())
@@ -286,7 +285,7 @@ async def _observe(
     consumer: str,
 ) -> Observation:
     needs = observation_needs(spec, status)
-    key = (target.endpoint or target.region, target.project_id)
+    key = target.project_key
     per_item = len(needs.invocation_ids) + len(needs.instance_ids)
     poll = choose_poll(len(needs.invocation_ids), deps.project_counts.get(key),
                        instances_to_list=len(needs.instance_ids))

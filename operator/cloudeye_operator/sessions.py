@@ -27,6 +27,11 @@ class CloudTarget:
     endpoint: str | None
     iam_endpoint: str | None = None
 
+    @property
+    def project_key(self) -> tuple[str | None, str]:
+        """One project in one cloud: what a task count estimate belongs to."""
+        return (self.endpoint or self.region, self.project_id)
+
     def resolved_iam_endpoint(self) -> str:
         if self.iam_endpoint:
             return self.iam_endpoint
