@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cloudeye_operator.rollout.status import RolloutStatus
+from cloudeye_operator.rollout.status import RolloutStatus, instance_wire, revision_action
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -61,15 +61,16 @@ def status_patch_between(old: RolloutStatus, new: RolloutStatus) -> dict[str, An
     patch.pop("instances", None)
     entries: dict[str, Any] = {}
     before = old.instances
+    old_action, new_action = revision_action(old.revision_key), revision_action(new.revision_key)
     for iid, record in new.instances.items():
         previous = before.get(iid)
-        if previous is record or previous == record:
+        if (previous is record or previous == record) and old_action is new_action:
             continue
-        dumped = record.model_dump(mode="json", by_alias=True, exclude_none=True)
+        dumped = instance_wire(record, new_action)
         if previous is None:
             entries[iid] = dumped
         else:
-            sub = _diff(previous.model_dump(mode="json", by_alias=True, exclude_none=True), dumped)
+            sub = _diff(instance_wire(previous, old_action), dumped)
             if sub:
                 entries[iid] = sub
     entries.update({iid: None for iid in before if iid not in new.instances})

@@ -375,15 +375,19 @@ class _Planner:
         book = self.book
         for iid in book.ids_in(InstanceState.SUCCEEDED):
             rec = book.instances[iid]
-            if rec.action is InvocationType.UPDATE and rec.invocation_id is not None:
-                book.set(
-                    iid,
-                    state=InstanceState.WAITING,
-                    action=InvocationType.ROLLBACK,
-                    rollback_of=rec.invocation_id,
-                    attempts=0,
-                    message=f"rollback of task {rec.invocation_id} pending: failure budget exceeded",
-                )
+            if rec.action is not InvocationType.UPDATE:
+                continue
+            # The status leaves out a SUCCEEDED task's id (instance_wire): after a restart the UPDATE to
+            # undo is found by listing, as action ROLLBACK does.
+            task = f"task {rec.invocation_id}" if rec.invocation_id else "its UPDATE task"
+            book.set(
+                iid,
+                state=InstanceState.WAITING,
+                action=InvocationType.ROLLBACK,
+                rollback_of=rec.invocation_id,
+                attempts=0,
+                message=f"rollback of {task} pending: failure budget exceeded",
+            )
 
     # --- 7. retries wait, or are held --------------------------------------------------------------
 
@@ -466,7 +470,7 @@ class _Planner:
             rec = book.instances[iid]
             if self._halted(rec):
                 continue
-            if rollback_action and rec.rollback_of is None:
+            if rec.action is InvocationType.ROLLBACK and rec.rollback_of is None:
                 rec = self._find_rollback_source(iid, rec)
                 if rec.rollback_of is None:
                     continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT
+from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType
 from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import NOT_STARTED, TASK_STATES, RolloutStatus
 
@@ -72,16 +72,22 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
 
     - every tracked unfinished task (PENDING/RUNNING/ROLLING_BACK), by id;
     - every instance in an intent (its new task can only be found by listing the instance);
+    - every rollback not started whose UPDATE task is not known (rollbackOnFailure after a restart:
+      the status does not keep a SUCCEEDED task's id);
     - with action ROLLBACK, every instance not started yet (its UPDATE history decides what to undo),
       and all of them when a new revision is about to start.
     """
     spec_ids = spec.instance_ids
     tasks: list[str] = []
+    discover = status.intent_instance_ids
     for iid in spec_ids:
         rec = status.instances.get(iid)
-        if rec is not None and rec.state in TASK_STATES and rec.invocation_id is not None:
+        if rec is None:
+            continue
+        if rec.state in TASK_STATES and rec.invocation_id is not None:
             tasks.append(rec.invocation_id)
-    discover = status.intent_instance_ids
+        elif rec.state in NOT_STARTED and rec.action is InvocationType.ROLLBACK and rec.rollback_of is None:
+            discover.add(iid)
     if spec.action is RolloutAction.ROLLBACK:
         new_revision = status.revision_key != spec.revision_key
         for iid in spec_ids:

@@ -32,7 +32,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from cloudeye_operator.cloudeye.models import InvocationType
@@ -238,20 +238,111 @@ class RolloutStatus(_StatusModel):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RolloutStatus:
-        """Load a status as Kubernetes holds it; empty, None and older shapes load with defaults."""
-        return cls.model_validate(dict(data or {}))
+        """Load a status as Kubernetes holds it; empty, None and older shapes load with defaults.
+
+        Entries are in the compact wire form (`instance_wire`): an entry without `action` gets the
+        revision's action back."""
+        status = cls.model_validate(dict(data or {}))
+        default = revision_action(status.revision_key)
+        # Equal records become one shared (immutable) record: thousands of `{"state": "WAITING"}` load
+        # as one, so the planner moves them as one (Book.set_shared) rather than copying each.
+        shared: dict[InstanceStatus, InstanceStatus] = {}
+        instances = {}
+        for iid, rec in status.instances.items():
+            if rec.action is None and default is not None:
+                rec = rec.evolve({"action": default})
+            instances[iid] = shared.setdefault(rec, rec)
+        return status.evolve({"instances": instances})
 
     def to_dict(self) -> dict[str, Any]:
-        """The status as JSON data (camelCase, RFC3339 times, no nulls: absence is the merge-patch null)."""
-        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The status as JSON data (camelCase, RFC3339 times, no nulls: absence is the merge-patch null).
+
+        Instance entries are in the compact wire form (`instance_wire`)."""
+        head = self.model_copy(update={"instances": {}})
+        data = head.model_dump(mode="json", by_alias=True, exclude_none=True)
+        default = revision_action(self.revision_key)
+        data["instances"] = {iid: instance_wire(rec, default) for iid, rec in self.instances.items()}
         # Keep the maps even when empty, so a diff shows entries leaving rather than the map vanishing.
-        data.setdefault("instances", {})
         data.setdefault("intents", {})
         return data
 
     @property
     def intent_instance_ids(self) -> set[str]:
         return {iid for intent in self.intents.values() for iid in intent.instance_ids}
+
+
+def revision_action(revision_key: str) -> InvocationType | None:
+    """The action of a revision key (`action|version|versionType`); None before the first revision."""
+    action = revision_key.split("|", 1)[0]
+    return InvocationType(action) if action else None
+
+
+PLAIN_STATES: Final = frozenset(
+    {
+        InstanceState.SUCCEEDED,
+        InstanceState.CREATING,
+        InstanceState.PENDING,
+        InstanceState.RUNNING,
+        InstanceState.ROLLING_BACK,
+    }
+)
+"""States whose message only repeats the task's state ("task X RUNNING"): left out of the wire form."""
+EXPLAINED_STATES: Final = HELD_FAILURES | {
+    InstanceState.RETRY_WAIT,
+    InstanceState.GAVE_UP,
+    InstanceState.SKIPPED,
+    InstanceState.ROLLED_BACK,
+}
+"""States that keep versions and transition time on the wire: what a person needs to explain them (and
+the retry backoff counts from the transition time)."""
+
+
+def instance_wire(record: InstanceStatus, default_action: InvocationType | None) -> dict[str, Any]:
+    """One instance's status entry as written to Kubernetes: only what is not implied.
+
+    A 10,000-server rollout must fit one Kubernetes object (etcd takes at most 1.5 MiB per request),
+    and the full record is ~300 bytes with UUIDs. So the entry leaves out:
+    - `action` when it is the revision's (from revisionKey; `from_dict` puts it back);
+    - for SUCCEEDED: the task id (a rollback on failure finds the UPDATE task by listing) and
+      attempts 0 or 1;
+    - the message of the PLAIN_STATES, which repeats the task's state;
+    - versions and transition time, except for the EXPLAINED_STATES.
+    Everything a failure, a retry, a block or a skip needs to explain itself is kept. A SUCCEEDED or
+    WAITING entry is `{"state": ...}`: ~60 bytes with a UUID key.
+    """
+    state = record.state
+    out: dict[str, Any] = {"state": state.value}
+    if record.action is not None and record.action is not default_action:
+        out["action"] = record.action.value
+    succeeded = state is InstanceState.SUCCEEDED
+    if record.invocation_id is not None and not succeeded:
+        out["invocationId"] = record.invocation_id
+    if record.attempts > (1 if succeeded else 0):
+        out["attempts"] = record.attempts
+    if record.message is not None and state not in PLAIN_STATES:
+        out["message"] = record.message
+    if state in EXPLAINED_STATES:
+        if record.current_version is not None:
+            out["currentVersion"] = record.current_version
+        if record.target_version is not None:
+            out["targetVersion"] = record.target_version
+        if record.last_transition_time is not None:
+            out["lastTransitionTime"] = _rfc3339(record.last_transition_time)
+    if record.retry_at is not None:
+        out["retryAt"] = _rfc3339(record.retry_at)
+    if record.failure is not None:
+        out["failure"] = record.failure.value
+    if record.rollback_of is not None:
+        out["rollbackOf"] = record.rollback_of
+    return out
+
+
+def _rfc3339(moment: datetime) -> str:
+    # pydantic's JSON form of an aware datetime, so wire entries and the rest of the status agree.
+    return _DATETIME.dump_python(moment, mode="json")  # type: ignore[no-any-return]
+
+
+_DATETIME: Final = TypeAdapter(datetime)
 
 
 SETTLED_PHASES: Final = frozenset({Phase.SUCCEEDED, Phase.FAILED})

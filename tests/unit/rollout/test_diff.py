@@ -79,3 +79,24 @@ def test_patch_between_models_equals_the_dict_patch() -> None:
     assert expected is not None
     assert expected["instances"][ids(4)[0]] is None
     assert status_patch_between(RolloutStatus(), RolloutStatus()) is None
+
+
+def test_a_change_the_wire_form_leaves_out_is_no_patch() -> None:
+    # A RUNNING task's message repeats its state: the planner may rewrite it, nothing is written.
+    spec = make_spec(ids(2))
+    old = make_status(spec, {ids(2)[0]: {"state": "RUNNING", "invocationId": "t0", "attempts": 1,
+                                         "message": "task t0 PENDING"}})
+    rewritten = old.instances[ids(2)[0]].evolve({"message": "task t0 RUNNING"})
+    new = old.evolve({"instances": {**old.instances, ids(2)[0]: rewritten}})
+    assert status_patch_between(old, new) is None
+    assert status_patch(old.to_dict(), new.to_dict()) is None
+
+
+def test_a_new_revision_rewrites_the_entries_whose_implied_action_changed() -> None:
+    spec = make_spec(ids(1))
+    old = make_status(spec, {ids(1)[0]: {"state": "SUCCEEDED"}})
+    record = old.instances[ids(1)[0]]
+    new = old.evolve({"revision_key": "INSTALL||"})  # the same record under another revision's action
+    patch = status_patch_between(old, new)
+    assert patch == {"revisionKey": "INSTALL||", "instances": {ids(1)[0]: {"action": "UPDATE"}}}
+    assert RolloutStatus.from_dict(merge(old.to_dict(), patch)).instances[ids(1)[0]].action is record.action

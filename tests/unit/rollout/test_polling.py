@@ -67,6 +67,21 @@ def test_needs_of_a_rollback_include_the_history_of_instances_not_started() -> N
     assert observation_needs(spec, status) == PollNeeds(("r0",), (I[2],))
 
 
+def test_needs_of_a_rollback_on_failure_whose_update_task_is_not_in_status() -> None:
+    # After a restart the status has no SUCCEEDED task ids (compact wire form): the UPDATE task to undo
+    # is found by listing the instance's history.
+    spec = make_spec(I[:3], strategy={"rollbackOnFailure": True})
+    status = make_status(
+        spec,
+        {
+            I[0]: {"state": "WAITING", "action": "ROLLBACK"},
+            I[1]: {"state": "WAITING", "action": "ROLLBACK", "rollbackOf": "u1"},
+            I[2]: {"state": "GAVE_UP", "invocationId": "t2"},
+        },
+    )
+    assert observation_needs(spec, status) == PollNeeds((), (I[0],))
+
+
 def test_needs_ignore_instances_no_longer_in_the_spec() -> None:
     status = make_status(make_spec(I[:2]), {I[1]: {"state": "RUNNING", "invocationId": "t1"}})
     assert observation_needs(make_spec(I[:1]), status) == PollNeeds((), ())

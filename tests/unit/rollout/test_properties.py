@@ -1,5 +1,8 @@
 """Properties over random histories: crashes, lost answers, refusals, API errors, pauses, task outcomes.
 
+A crash, and a "restart" step, reload the status from its compact wire form (`to_dict` then
+`from_dict`, as the operator does from Kubernetes), which leaves out what the planner must find again.
+
 After every step: every spec instance is in status and the counts add up; no instance ever has two
 unfinished tasks, nor more tasks than 1 + retry.limit; plan() is deterministic and its output is a
 fixed point; Ready=True only when every instance SUCCEEDED; Reconciling and Stalled never both True.
@@ -51,6 +54,11 @@ TASK_MOVES = [
 ]
 
 
+def reload(status: RolloutStatus) -> RolloutStatus:
+    """What a restarted operator reads back from Kubernetes."""
+    return RolloutStatus.from_dict(status.to_dict())
+
+
 def check_invariants(spec: RolloutSpec, status: RolloutStatus, cloud: Cloud) -> None:
     assert set(status.instances) == set(spec.instance_ids)
     summary = status.summary.model_dump()
@@ -98,7 +106,12 @@ def test_random_histories_keep_the_rules(data: st.DataObject) -> None:
     status = RolloutStatus()
     clock = 0.0
     for _ in range(data.draw(st.integers(5, 30), label="steps")):
-        step = data.draw(st.sampled_from(["cycle", "cycle", "cycle", "tasks", "pause", "tick"]))
+        step = data.draw(st.sampled_from(["cycle", "cycle", "cycle", "tasks", "pause", "tick", "restart"]))
+        if step == "restart":
+            status = reload(status)
+            if status.observed_generation:  # (before the first cycle there is nothing to check)
+                check_invariants(spec, status, cloud)
+            continue
         if step == "tick":
             clock += data.draw(st.sampled_from([1, 15, 31, 120]))
             continue
@@ -127,6 +140,7 @@ def test_random_histories_keep_the_rules(data: st.DataObject) -> None:
         for action in actions:
             kind = data.draw(st.sampled_from(OUTCOMES))
             if kind == "crash-before":
+                status = reload(status)
                 break  # the intents are persisted; the next cycle settles them
             if kind in ("ok", "refuse-some", "ambiguous-applied", "crash-after"):
                 if kind == "refuse-some":
@@ -135,6 +149,7 @@ def test_random_histories_keep_the_rules(data: st.DataObject) -> None:
                 if kind == "ambiguous-applied":
                     outcome = Ambiguous()
                 if kind == "crash-after":
+                    status = reload(status)
                     break
             elif kind == "ambiguous-lost":
                 outcome = Ambiguous()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cloudeye_operator.rollout import CreateTasks, RetryTasks, RollbackTasks, plan, status_patch
+from cloudeye_operator.rollout import (
+    CreateTasks,
+    RetryTasks,
+    RollbackTasks,
+    RolloutStatus,
+    plan,
+    status_patch,
+)
 from cloudeye_operator.rollout.diff import status_patch_between
 
 from ._sim import Cloud, Sim, at, cond, events, ids, make_spec, observe, reasons, shape, task
@@ -115,6 +122,22 @@ def test_budget_exceeded_rolls_back_what_this_revision_updated() -> None:
     assert p.requeue_after is None
     assert sim.cloud.count(CreateTasks) == 1
     assert sim.cloud.count(RollbackTasks) == 2
+
+
+def test_rollback_on_failure_after_a_restart_finds_the_update_task_by_listing() -> None:
+    sim = Sim(make_spec(I[:4], strategy={"maxInFlight": 3, "retry": {"limit": 0}, "rollbackOnFailure": True}))
+    sim.cycle(at(0))  # i0, i1, i2 start: tasks t000001-3
+    sim.cloud.finish([I[1]], "SUCCEEDED")
+    sim.cycle(at(15))
+    # A restart: what Kubernetes holds has no task id for a SUCCEEDED instance (compact entries).
+    sim.status = RolloutStatus.from_dict(sim.status.to_dict())
+    assert sim.status.instances[I[1]].state == "SUCCEEDED"
+    assert sim.status.instances[I[1]].invocation_id is None
+    sim.cloud.finish([I[0]], "FAILED")
+    p = sim.cycle(at(30))
+    assert shape(p) == [("rollback", ("t000002",))]  # i1's UPDATE, found in the listing
+    assert sim.status.instances[I[1]].rollback_of == "t000002"
+    assert sim.status.instances[I[1]].state == "ROLLING_BACK"
 
 
 def test_pause_and_resume() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,12 @@ from cloudeye_operator.rollout.conditions import (
 )
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
+    Failure,
     InstanceState,
     InstanceStatus,
     Intent,
     RolloutStatus,
+    instance_wire,
     summarize,
 )
 
@@ -94,9 +97,8 @@ def test_round_trip_camel_case_and_rfc3339() -> None:
     )
     data = status.to_dict()
     assert data["observedGeneration"] == 3
-    assert data["instances"]["a"] == {
+    assert data["instances"]["a"] == {  # action: the revision's, so left out (and loaded back)
         "state": "RETRY_WAIT",
-        "action": "UPDATE",
         "invocationId": "t1",
         "attempts": 1,
         "lastTransitionTime": "2025-03-01T12:00:00Z",
@@ -126,3 +128,89 @@ def test_evolve_matches_model_copy() -> None:
     assert evolved.model_fields_set == copied.model_fields_set
     assert evolved.model_dump() == copied.model_dump()
     assert record.state is InstanceState.PENDING  # the source is untouched
+
+
+FULL = InstanceStatus(
+    action=InvocationType.UPDATE,
+    invocation_id="6513270e-269e-4d37-b2a7-4de452e6beef",
+    attempts=1,
+    message="task 6513270e-269e-4d37-b2a7-4de452e6beef RUNNING",
+    current_version="2.6.1",
+    target_version="2.7.2",
+    last_transition_time=T0,
+)
+TASK = FULL.invocation_id
+EVERYTHING = {
+    "invocationId": TASK,
+    "attempts": 1,
+    "message": FULL.message,
+    "currentVersion": "2.6.1",
+    "targetVersion": "2.7.2",
+    "lastTransitionTime": "2025-03-01T12:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # A finished server is its state alone: ~60 bytes with a UUID key, instead of ~300.
+        ({"state": InstanceState.SUCCEEDED}, {"state": "SUCCEEDED"}),
+        ({"state": InstanceState.SUCCEEDED, "attempts": 3}, {"state": "SUCCEEDED", "attempts": 3}),
+        # In flight: the task to poll and the attempts; the message only repeats the task's state.
+        ({"state": InstanceState.RUNNING}, {"state": "RUNNING", "invocationId": TASK, "attempts": 1}),
+        ({"state": InstanceState.PENDING}, {"state": "PENDING", "invocationId": TASK, "attempts": 1}),
+        ({"state": InstanceState.CREATING, "invocation_id": None, "attempts": 0}, {"state": "CREATING"}),
+        # Not started: the state, and a message when there is one to read.
+        ({"state": InstanceState.WAITING, "invocation_id": None, "attempts": 0, "message": None},
+         {"state": "WAITING"}),
+        ({"state": InstanceState.BLOCKED, "invocation_id": None, "attempts": 0, "message": "rollout b"},
+         {"state": "BLOCKED", "message": "rollout b"}),
+        # What explains a failure, a retry or a skip is all kept.
+        ({"state": InstanceState.GAVE_UP}, {"state": "GAVE_UP", **EVERYTHING}),
+        (
+            {"state": InstanceState.RETRY_WAIT, "retry_at": T0, "failure": Failure.TIMEOUT},
+            {"state": "RETRY_WAIT", **EVERYTHING, "retryAt": "2025-03-01T12:00:00Z", "failure": "TIMEOUT"},
+        ),
+        ({"state": InstanceState.FAILED}, {"state": "FAILED", **EVERYTHING}),
+        ({"state": InstanceState.SKIPPED, "message": "nothing"}, {"state": "SKIPPED", **EVERYTHING,
+                                                                    "message": "nothing"}),
+        # The action only when it is not the revision's (a rollback on failure in an UPDATE rollout).
+        (
+            {"state": InstanceState.ROLLING_BACK, "action": InvocationType.ROLLBACK, "rollback_of": "u1"},
+            {"state": "ROLLING_BACK", "action": "ROLLBACK", "invocationId": TASK, "attempts": 1,
+             "rollbackOf": "u1"},
+        ),
+    ],
+)
+def test_instance_wire_keeps_what_is_not_implied(changes: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert instance_wire(FULL.evolve(changes), InvocationType.UPDATE) == expected
+
+
+def test_the_wire_form_loads_back_with_the_revisions_action() -> None:
+    status = RolloutStatus(
+        revision=1,
+        revision_key="UPDATE|2.7.2|",
+        instances={
+            "a": FULL.evolve({"state": InstanceState.SUCCEEDED}),
+            "b": FULL.evolve({"state": InstanceState.RUNNING}),
+            "c": FULL.evolve({"state": InstanceState.GAVE_UP}),
+            "d": FULL.evolve({"state": InstanceState.WAITING, "action": InvocationType.ROLLBACK}),
+        },
+    )
+    loaded = RolloutStatus.from_dict(status.to_dict())
+    assert {i: r.action for i, r in loaded.instances.items()} == {
+        "a": InvocationType.UPDATE, "b": InvocationType.UPDATE, "c": InvocationType.UPDATE,
+        "d": InvocationType.ROLLBACK,
+    }
+    assert loaded.instances["c"] == status.instances["c"]  # a failure loses nothing
+    assert loaded.instances["b"].invocation_id == TASK
+    assert loaded.instances["a"].invocation_id is None
+    assert loaded.to_dict() == status.to_dict()  # the wire form is a fixed point
+
+
+def test_a_status_in_the_older_full_form_still_loads() -> None:
+    old = {"revision": 1, "revisionKey": "UPDATE||", "instances": {"a": {"state": "SUCCEEDED", **EVERYTHING,
+                                                                            "action": "UPDATE"}}}
+    loaded = RolloutStatus.from_dict(old)
+    assert loaded.instances["a"].invocation_id == TASK
+    assert loaded.to_dict()["instances"] == {"a": {"state": "SUCCEEDED"}}
