@@ -34,8 +34,9 @@ from cloudeye_operator.rollout import (
     observation_needs,
     plan,
     record_outcome,
-    status_patch,
 )
+from cloudeye_operator.rollout.diff import status_patch_between
+from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -60,23 +61,36 @@ def tasks(ids: list[str], task_ids: list[str], status: InvocationStatus) -> list
 
 
 def measure(n: int, reps: int) -> dict[str, Any]:
+    """Each step at N servers, a wave of `MAX_IN_FLIGHT` at a time (the widest a rollout goes).
+
+    The busiest cycle of such a rollout: the wave in flight finishes (1,000 SUCCEEDED) and the next wave
+    starts (1,000 CREATING), with half the fleet done already.
+    """
     ids = rollout_ids(1, n, "uuid")[0]
     task_ids = [f"{i[:-4]}beef" for i in ids]  # 36 characters, distinct from the instance ids
+    wave = min(n, MAX_IN_FLIGHT)
     spec_dict = {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": i} for i in ids],
-                 "strategy": {"maxInFlight": n, "pollIntervalSeconds": 15}}
+                 "strategy": {"maxInFlight": wave, "pollIntervalSeconds": 15}}
     spec = RolloutSpec.parse(spec_dict)
     empty = RolloutStatus()
     first = plan(spec, 1, empty, Observation.of([]), T0)
     action = next(a for a in first.actions if isinstance(a, CreateTasks))
-    answer = Created([
-        BatchCreateInvocationInfo(instance_id=i, ret_status=RetStatus.SUCCESSFUL, invocation_id=t)
-        for i, t in zip(ids, task_ids, strict=True)
-    ])
-    pending = record_outcome(first.status, action, answer, T0)
-    running_obs = Observation.of(tasks(ids, task_ids, InvocationStatus.RUNNING))
+    pending = record_outcome(first.status, action, created(action.instance_ids, task_ids), T0)
     t15, t30, t45 = T0 + timedelta(seconds=15), T0 + timedelta(seconds=30), T0 + timedelta(seconds=45)
-    running = plan(spec, 1, pending, running_obs, t15).status
-    done_obs = Observation.of(tasks(ids, task_ids, InvocationStatus.SUCCEEDED))
+    # Mid-rollout: the first half SUCCEEDED, the next wave RUNNING, the rest WAITING.
+    half = n // 2
+    done_ids, wave_ids = ids[:half], ids[half : half + wave]
+    mid = RolloutStatus.from_dict({**pending.to_dict(), "intents": {}, "instances": {
+        **{i: {"state": "SUCCEEDED"} for i in done_ids},
+        **{i: {"state": "RUNNING", "invocationId": t, "attempts": 1}
+           for i, t in zip(wave_ids, task_ids[half : half + wave], strict=True)},
+        **{i: {"state": "WAITING"} for i in ids[half + wave :]},
+    }})
+    wave_tasks = task_ids[half : half + wave]
+    running_obs = Observation.of(tasks(wave_ids, wave_tasks, InvocationStatus.RUNNING))
+    done_obs = Observation.of(tasks(wave_ids, wave_tasks, InvocationStatus.SUCCEEDED))
+    running = plan(spec, 1, mid, running_obs, t15).status
+    turnover = plan(spec, 1, running, done_obs, t45)
     pages = [
         json.dumps({"count": n, "invocations": [
             t.model_dump(mode="json", exclude_none=True)
@@ -85,8 +99,9 @@ def measure(n: int, reps: int) -> dict[str, Any]:
         for k in range(0, n, 100)
     ]
     running_dict = running.to_dict()
+    turnover_dict = turnover.status.to_dict()
     pending_dict = pending.to_dict()
-    done_dict = plan(spec, 1, running, done_obs, t45).status.to_dict()
+    first_dict = first.status.to_dict()
 
     figures = {
         "spec_parse": timed(lambda: RolloutSpec.parse(spec_dict), reps),
@@ -95,16 +110,28 @@ def measure(n: int, reps: int) -> dict[str, Any]:
             lambda: choose_poll(len(observation_needs(spec, running).invocation_ids), n), reps),
         "parse_listing": timed(lambda: [ListInvocationsResponse.model_validate_json(p) for p in pages], reps),
         "plan_first": timed(lambda: plan(spec, 1, empty, Observation.of([]), T0), reps),
-        "record_outcome": timed(lambda: record_outcome(first.status, action, answer, T0), reps),
-        "plan_all_change": timed(lambda: plan(spec, 1, pending, running_obs, t15), reps),
+        "record_outcome": timed(
+            lambda: record_outcome(first.status, action, created(action.instance_ids, task_ids), T0), reps),
         "plan_nothing_changed": timed(lambda: plan(spec, 1, running, running_obs, t30), reps),
-        "plan_all_done": timed(lambda: plan(spec, 1, running, done_obs, t45), reps),
+        "plan_wave_turnover": timed(lambda: plan(spec, 1, running, done_obs, t45), reps),
         "status_to_dict": timed(running.to_dict, reps),
-        "status_patch_all_change": timed(lambda: status_patch(pending_dict, running_dict), reps),
-        "status_patch_nothing": timed(lambda: status_patch(running_dict, running.to_dict()), reps),
-        "status_patch_done": timed(lambda: status_patch(running_dict, done_dict), reps),
+        "status_patch_first": timed(lambda: status_patch_between(empty, first.status), reps),
+        "status_patch_created": timed(lambda: status_patch_between(first.status, pending), reps),
+        "status_patch_nothing": timed(lambda: status_patch_between(running, running), reps),
+        "status_patch_turnover": timed(lambda: status_patch_between(running, turnover.status), reps),
     }
-    return {"n": n, "reps": reps, "steps": figures}
+    sizes = {"first": first_dict, "created": pending_dict, "mid_running": running_dict,
+             "turnover": turnover_dict}
+    return {"n": n, "wave": wave, "reps": reps, "steps": figures,
+            "status_bytes": {k: len(json.dumps(v, separators=(",", ":"))) for k, v in sizes.items()}}
+
+
+def created(instance_ids: tuple[str, ...], task_ids: list[str]) -> Created:
+    by_instance = dict(zip(instance_ids, task_ids, strict=False))  # (task ids: any distinct ones)
+    return Created([
+        BatchCreateInvocationInfo(instance_id=iid, ret_status=RetStatus.SUCCESSFUL, invocation_id=tid)
+        for iid, tid in by_instance.items()
+    ])
 
 
 def main() -> None:

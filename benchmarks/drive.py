@@ -38,6 +38,7 @@ from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.emulator import defaults as d
 from cloudeye_operator.reconciler import Cycle, Deps, Rollout, reconcile
 from cloudeye_operator.rollout import RolloutStatus
+from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
 from cloudeye_operator.sessions import ClientPool
 
 UNFINISHED = ("CREATING", "PENDING", "RUNNING", "ROLLING_BACK")
@@ -167,7 +168,9 @@ async def _drive(
             "instances": [{"id": i} for i in ids],
             "cloud": {"region": "cn-north-4", "projectId": emu.project_id, "endpoint": emu.url,
                       "credentialsSecretRef": {"name": "creds"}},
-            "strategy": {"maxInFlight": len(ids), "maxFailures": 0, "pollIntervalSeconds": POLL_SECONDS,
+            # As wide as allowed: N up to 1,000 in one wave, 10,000 in ten (MAX_IN_FLIGHT).
+            "strategy": {"maxInFlight": min(len(ids), MAX_IN_FLIGHT), "maxFailures": 0,
+                         "pollIntervalSeconds": POLL_SECONDS,
                          "retry": {"limit": 3, "backoffSeconds": RETRY_BACKOFF_SECONDS}},
         }
         cluster = Watched(emu, spec, secrets={"creds": secret_data(token=d.DEFAULT_TOKEN)},  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from cloudeye_operator.cloudeye import models
+from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
 
 # Optional test dependencies: without them the tests that need them are skipped, the rest still run.
 try:
@@ -388,7 +389,7 @@ BOUNDS = {
     "spec.version": {"minLength": 1, "maxLength": models.MAX_VERSION_LENGTH},
     "spec.cloud.projectId": {"minLength": 1, "maxLength": 64},
     "spec.cloud.credentialsSecretRef.name": {"maxLength": 253},
-    "spec.strategy.maxInFlight": {"minimum": 1},
+    "spec.strategy.maxInFlight": {"minimum": 1, "maximum": MAX_IN_FLIGHT},
     "spec.strategy.maxFailures": {"minimum": 0},
     "spec.strategy.retry.limit": {"minimum": 0, "maximum": 20},
     "spec.strategy.retry.backoffSeconds": {"minimum": 0, "maximum": 86400},
@@ -905,6 +906,7 @@ INVALID_SPECS = [
     ("strategy.maxInFlight", "25", "maxInFlight: a number in a string"),
     ("strategy.maxInFlight", "25 %", "maxInFlight with a space"),
     ("strategy.maxInFlight", 2.5, "maxInFlight fractional"),
+    ("strategy.maxInFlight", 1001, "maxInFlight over MAX_IN_FLIGHT (the status must fit one object)"),
     ("strategy.maxInFlight", True, "maxInFlight boolean"),
     ("strategy.maxFailures", -1, "maxFailures negative"),
     ("strategy.maxFailures", "101%", "maxFailures over 100%"),
@@ -938,7 +940,7 @@ def test_invalid_spec_is_rejected_by_the_schema(path: str, value: Any, why: str)
     ("path", "value"),
     [
         ("strategy.maxInFlight", 1),
-        ("strategy.maxInFlight", 10000),
+        ("strategy.maxInFlight", 1000),
         ("strategy.maxInFlight", "1%"),
         ("strategy.maxInFlight", "100%"),
         ("strategy.maxFailures", 0),

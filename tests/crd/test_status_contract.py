@@ -601,7 +601,8 @@ def _ids(n: int) -> list[dict[str, str]]:
 # (case, spec, accepted by both). Both must agree on each of these.
 AGREE: list[tuple[str, dict[str, Any], bool]] = [
     ("maxInFlight 1", _spec({"maxInFlight": 1}), True),
-    ("maxInFlight 10000", _spec({"maxInFlight": 10000}), True),
+    ("maxInFlight 1000", _spec({"maxInFlight": 1000}), True),
+    ("maxInFlight 1001 (MAX_IN_FLIGHT)", _spec({"maxInFlight": 1001}), False),
     ("maxInFlight 0", _spec({"maxInFlight": 0}), False),
     ("maxInFlight -1", _spec({"maxInFlight": -1}), False),
     ("maxInFlight 1%", _spec({"maxInFlight": "1%"}), True),
@@ -668,11 +669,10 @@ AGREE: list[tuple[str, dict[str, Any], bool]] = [
 # (case, spec, why the CRD rejects what the model accepts). Intentional: the CRD is stricter.
 CRD_STRICTER: list[tuple[str, dict[str, Any], str]] = [
     (
-        "maxInFlight 10001",
-        _spec({"maxInFlight": 10001}),
+        "maxFailures 10001",
+        _spec({"maxFailures": 10001}),
         "the CRD bounds counts by the fleet's maximum (10000); the model resolves any count",
     ),
-    ("maxFailures 10001", _spec({"maxFailures": 10001}), "as maxInFlight"),
     (
         "retry.limit 21",
         _spec({"retry": {"limit": 21}}),
