@@ -72,8 +72,8 @@ class RetryOn(StrEnum):
     TIMEOUT = "TIMEOUT"
 
 
-def _int_or_percent(minimum: int, maximum: int | None = None) -> PlainValidator:
-    """An int >= minimum (and <= maximum), or a percentage string "NN%" (0-100; 1-100 when minimum is 1)."""
+def _int_or_percent(minimum: int) -> PlainValidator:
+    """An int >= minimum, or a percentage string "NN%" (0-100; 1-100 when minimum is 1)."""
 
     def check(value: Any) -> int | str:
         if isinstance(value, bool):
@@ -81,8 +81,6 @@ def _int_or_percent(minimum: int, maximum: int | None = None) -> PlainValidator:
         if isinstance(value, int):
             if value < minimum:
                 raise ValueError(f"must be at least {minimum}")
-            if maximum is not None and value > maximum:
-                raise ValueError(f"must be at most {maximum}")
             return value
         if isinstance(value, str):
             if not PERCENT_PATTERN.match(value):
@@ -100,9 +98,10 @@ MAX_IN_FLIGHT: Final = 1000
 
 An in-flight server's status entry carries its task id (~120 bytes with UUIDs, twice a finished
 server's): with 1,000 in flight, a 10,000-server rollout's whole object stays under 75% of the 1.5 MiB
-etcd takes per request. A percentage resolves to at most this; an integer above it is refused.
+etcd takes per request. The CRD refuses an integer above it; a percentage, or an integer stored before
+the CRD said so, resolves to at most this (such a rollout goes on rather than stalling).
 """
-MaxInFlight = Annotated[int | str, _int_or_percent(1, MAX_IN_FLIGHT)]
+MaxInFlight = Annotated[int | str, _int_or_percent(1)]
 MaxFailures = Annotated[int | str, _int_or_percent(0)]
 Seconds = Annotated[StrictInt, Field(ge=1, le=MAX_SECONDS)]
 

@@ -161,6 +161,7 @@ def test_more_errors_are_counted() -> None:
         ("0%", 50, 1, 0),
         ("100%", 250, 250, 250),
         ("33%", 10_000, 1000, 3300),  # maxInFlight never above MAX_IN_FLIGHT
+        (5000, 10_000, 1000, 5000),  # an integer the CRD refuses today, stored before: resolved, not refused
     ],
 )
 def test_percentages(value: int | str, total: int, in_flight: int, failures: int) -> None:
