@@ -15,18 +15,18 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from cloudeye_operator import faulthooks, logging_setup, metrics
-from cloudeye_operator.cloudeye.client import CloudEyeClient, ListResult
+from cloudeye_operator.cloudeye.client import CloudEyeClient
 from cloudeye_operator.cloudeye.errors import (
     ApiError,
     AuthenticationError,
     CloudEyeError,
     RequestValidationError,
 )
-from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationInfo, InvocationType
+from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType, ListedTask
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data
 from cloudeye_operator.kube import KubeError, SecretNotFound
-from cloudeye_operator.listings import SharedListings
+from cloudeye_operator.listings import ProjectListing, SharedListings, TaskView
 from cloudeye_operator.rollout import (
     ActionOutcome,
     Created,
@@ -85,7 +85,7 @@ class Deps:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     project_counts: dict[tuple[str | None, str], int] = field(default_factory=dict)
     """Last `count` of a whole-project listing, per (endpoint, project): the poll planner's estimate."""
-    listings: SharedListings[ListResult | int] = field(default_factory=SharedListings)
+    listings: SharedListings[ProjectListing | int] = field(default_factory=SharedListings)
     """Whole-project listings shared by the rollouts of a project (see listings.py)."""
 
     specs: dict[str, tuple[int, RolloutSpec]] = field(default_factory=dict)
@@ -289,37 +289,45 @@ async def _observe(
     per_item = len(needs.invocation_ids) + len(needs.instance_ids)
     poll = choose_poll(len(needs.invocation_ids), deps.project_counts.get(key),
                        instances_to_list=len(needs.instance_ids))
+    if poll.mode is PollMode.PROJECT:
+        # Only this rollout's tasks: memory grows with the rollouts, not with the project's history.
+        wanted = spec.instance_ids
+        listing = await deps.listings.get_part(
+            client, consumer, frozenset(wanted),
+            lambda kept: _list_project(client, kept, per_item, poll.calls), _covers,
+        )
+        if isinstance(listing, ProjectListing):
+            deps.project_counts[key] = listing.count
+            return Observation(TaskView(listing.tasks_of(wanted)))
+        deps.project_counts[key] = listing  # bigger than asking task by task: its first page said so
+    deps.listings.forget(consumer)  # not listing the project now: its listings need not keep our tasks
     if poll.mode is PollMode.NONE:
         return Observation.of([], instances_listed=())
-    if poll.mode is PollMode.PROJECT:
-        listing = await deps.listings.get(client, consumer,
-                                          lambda: _list_project(client, per_item, poll.calls))
-        if isinstance(listing, ListResult):
-            deps.project_counts[key] = listing.count
-            # Keep only this rollout's tasks: memory grows with the rollout, not with the project.
-            wanted = set(spec.instance_ids)
-            return Observation.of(t for t in listing.invocations if t.instance_id in wanted)
-        deps.project_counts[key] = listing  # bigger than asking task by task: its first page said so
     queries = [client.list_invocations(invocation_id=i) for i in needs.invocation_ids]
     queries += [client.list_invocations(instance_id=i) for i in needs.instance_ids]
-    tasks: list[InvocationInfo] = []
-    for result in await asyncio.gather(*queries):
-        tasks.extend(result.invocations)
-    return Observation.of(tasks, instances_listed=needs.instance_ids)
+    results = await asyncio.gather(*queries)
+    tasks = TaskView(task for result in results for task in result.invocations)
+    return Observation(tasks, instances_listed=frozenset(needs.instance_ids))
 
 
-async def _list_project(client: CloudEyeClient, per_item: int, known_calls: int | None) -> ListResult | int:
-    """Every task of the project; or, when its size was unknown and the first page shows that per-item
-    queries are cheaper (rule 3), just the project's task count."""
-    seen: dict[str, InvocationInfo] = {}
+def _covers(listing: ProjectListing | int, instances: frozenset[str]) -> bool:
+    return not isinstance(listing, ProjectListing) or listing.covers(instances)
+
+
+async def _list_project(
+    client: CloudEyeClient, kept: Callable[[], frozenset[str]], per_item: int, known_calls: int | None
+) -> ProjectListing | int:
+    """Every task of the project's instances in `kept()` (asked once every page is in: rollouts may join
+    the listing while it pages); or, when the project's size was unknown and the first page shows that
+    per-item queries are cheaper (rule 3), just the project's task count."""
+    pages: list[list[ListedTask]] = []
     count = calls = 0
     async for page, total in client.iter_invocations():
         calls, count = calls + 1, total
         if known_calls is None and calls == 1 and -(-total // MAX_PAGE_LIMIT) > per_item + 1:
             return total
-        for task in page:
-            seen.setdefault(task.invocation_id, task)
-    return ListResult(list(seen.values()), count, calls)
+        pages.append(page)
+    return ProjectListing.collect(pages, kept(), count, calls)
 
 
 async def _run(client: CloudEyeClient, action: TaskAction) -> ActionOutcome:

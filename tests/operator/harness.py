@@ -63,6 +63,7 @@ class FakeCluster:
     """Raise Crash instead of applying the n-th status write from now (1 = the next one)."""
     settings: OperatorSettings = field(default_factory=lambda: OperatorSettings(post_events=True))
     claimed_elsewhere: dict[str, str] = field(default_factory=dict)
+    name: str = "demo"
 
     def __post_init__(self) -> None:
         self.pool = ClientPool(self.settings)
@@ -91,7 +92,7 @@ class FakeCluster:
         self.generation += 1
 
     async def cycle(self) -> Cycle:
-        rollout = Rollout(namespace="default", name="demo", generation=self.generation,
+        rollout = Rollout(namespace="default", name=self.name, generation=self.generation,
                           spec=copy.deepcopy(self.spec), status=copy.deepcopy(self.status),
                           write_status=self._write, post_event=self._event,
                           claimed_elsewhere=self.claimed_elsewhere)

@@ -45,13 +45,14 @@ from cloudeye_operator.cloudeye.models import (
     BatchCreateResponse,
     ErrorBody,
     InstanceType,
-    InvocationInfo,
     InvocationTarget,
     InvocationType,
+    ListedPage,
+    ListedTask,
     ListInvocationsQuery,
-    ListInvocationsResponse,
     Origin,
     VersionType,
+    parse_list_page,
 )
 from cloudeye_operator.cloudeye.regions import ces_endpoint, check_region
 
@@ -112,7 +113,7 @@ class ClientStats:
 
 @dataclass(frozen=True, slots=True)
 class ListResult:
-    invocations: list[InvocationInfo]
+    invocations: list[ListedTask]
     count: int
     """The total the cloud reported on the last page."""
     calls: int
@@ -300,8 +301,10 @@ class CloudEyeClient:
         invocation_type: InvocationType | None = None,
         invocation_target: InvocationTarget | None = None,
         page_size: int = MAX_PAGE_LIMIT,
-    ) -> AsyncIterator[tuple[list[InvocationInfo], int]]:
-        """Yield (page, count) for every page of the listing, following offset/limit until `count`."""
+    ) -> AsyncIterator[tuple[list[ListedTask], int]]:
+        """Yield (page, count) for every page of the listing, following offset/limit until `count`.
+
+        Pages are validated as `ListInvocationsResponse` would be, into lean `ListedTask` records."""
         try:
             query = ListInvocationsQuery(
                 instance_id=instance_id,
@@ -318,14 +321,14 @@ class CloudEyeClient:
         while True:
             params = query.model_copy(update={"offset": offset}).to_params()
 
-            async def attempt(params: dict[str, str] = params) -> ListInvocationsResponse:
+            async def attempt(params: dict[str, str] = params) -> ListedPage:
                 try:
                     response = await self._send(Endpoint.LIST, "GET", path, params=params)
                 except httpx.TransportError as exc:
                     raise _Retryable(TransportError(f"list: {type(exc).__name__}")) from None
                 self._raise_for_status(response, Endpoint.LIST)
                 try:
-                    return ListInvocationsResponse.model_validate_json(response.content)
+                    return parse_list_page(response.content)
                 except ValidationError as exc:
                     error = ApiError(response.status_code, None,
                                      f"malformed list response: {exc.error_count()} problem(s)",
@@ -350,7 +353,7 @@ class CloudEyeClient:
     ) -> ListResult:
         """Every task matching the filters, all pages. Tasks created while paging may shift the
         pages (the cloud lists newest first), so items are de-duplicated by invocation id."""
-        seen: dict[str, InvocationInfo] = {}
+        seen: dict[str, ListedTask] = {}
         count = calls = 0
         async for page, total in self.iter_invocations(
             instance_id=instance_id,
