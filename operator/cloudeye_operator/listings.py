@@ -28,44 +28,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from cloudeye_operator.cloudeye.models import InvocationInfo, ListedTask
+from cloudeye_operator.cloudeye.models import ListedTask
 
 T = TypeVar("T")
-
-
-class TaskView(Mapping[str, InvocationInfo]):
-    """Listed tasks by invocation id, each made an `InvocationInfo` (the planner's type) when first read.
-
-    A cycle reads only some of them (its unfinished tasks, the instances it is creating for): a model
-    costs ~1.5 kB and ~5 us, so only those are built. Until the planner takes a lean task type (see
-    `ListedTask`), this is where the lean listing meets it.
-    """
-
-    __slots__ = ("_listed", "_made")
-
-    def __init__(self, tasks: Iterable[ListedTask]) -> None:
-        self._listed = {task.invocation_id: task for task in tasks}  # the last copy wins, as in a dict
-        self._made: dict[str, InvocationInfo] = {}
-
-    def __getitem__(self, invocation_id: str) -> InvocationInfo:
-        made = self._made.get(invocation_id)
-        if made is None:
-            made = self._made[invocation_id] = self._listed[invocation_id].to_info()
-        return made
-
-    def get(self, invocation_id: str, default: Any = None) -> Any:
-        return self[invocation_id] if invocation_id in self._listed else default
-
-    def __contains__(self, invocation_id: object) -> bool:
-        return invocation_id in self._listed
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._listed)
-
-    def __len__(self) -> int:
-        return len(self._listed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType, Li
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data
 from cloudeye_operator.kube import KubeError, SecretNotFound
-from cloudeye_operator.listings import ProjectListing, SharedListings, TaskView
+from cloudeye_operator.listings import ProjectListing, SharedListings
 from cloudeye_operator.rollout import (
     ActionOutcome,
     Created,
@@ -219,6 +219,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
     faulthooks.reach("after-observe")
     result = plan(spec, rollout.generation, status, observed, now,
                   claimed_elsewhere=rollout.claimed_elsewhere)
+    del observed  # the listing's tasks: not held across the awaits below (50 rollouts cycle at once)
     status = result.status
     await persisted.write(status)  # the intents are durable before any call (rule 1)
 
@@ -298,7 +299,7 @@ async def _observe(
         )
         if isinstance(listing, ProjectListing):
             deps.project_counts[key] = listing.count
-            return Observation(TaskView(listing.tasks_of(wanted)))
+            return Observation.of(listing.tasks_of(wanted))
         deps.project_counts[key] = listing  # bigger than asking task by task: its first page said so
     deps.listings.forget(consumer)  # not listing the project now: its listings need not keep our tasks
     if poll.mode is PollMode.NONE:
@@ -306,8 +307,8 @@ async def _observe(
     queries = [client.list_invocations(invocation_id=i) for i in needs.invocation_ids]
     queries += [client.list_invocations(instance_id=i) for i in needs.instance_ids]
     results = await asyncio.gather(*queries)
-    tasks = TaskView(task for result in results for task in result.invocations)
-    return Observation(tasks, instances_listed=frozenset(needs.instance_ids))
+    tasks = (task for result in results for task in result.invocations)
+    return Observation.of(tasks, instances_listed=needs.instance_ids)
 
 
 def _covers(listing: ProjectListing | int, instances: frozenset[str]) -> bool:

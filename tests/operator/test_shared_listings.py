@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationStatus, InvocationType, ListedTask
-from cloudeye_operator.listings import ProjectListing, SharedListings, TaskView
+from cloudeye_operator.cloudeye.models import InvocationStatus, InvocationType, ListedTask
+from cloudeye_operator.listings import ProjectListing, SharedListings
 from cloudeye_operator.rollout import Observation
 
 
@@ -166,19 +166,11 @@ def test_collect_keeps_the_first_copy_of_a_task_listed_twice() -> None:
     assert not listing.covers(frozenset({"a", "b"}))
 
 
-def test_a_task_view_makes_each_model_once_and_only_when_read() -> None:
-    view = TaskView([task("t1", "a"), task("t2", "a", 5), task("t3", "b")])
-    assert len(view) == 3
-    assert "t2" in view
-    assert "zz" not in view
-    assert view.get("zz") is None
-    first = view["t1"]
-    assert isinstance(first, InvocationInfo)
-    assert view.get("t1") is first
-    assert first.create_time == 0
-    with pytest.raises(KeyError):
-        view["zz"]
-    observed = Observation(view)
+def test_the_planner_reads_listed_tasks_as_they_are() -> None:
+    # ListedTask is an observation.Task: no InvocationInfo is built for the planner.
+    listed = [task("t1", "a"), task("t2", "a", 5), task("t3", "b")]
+    observed = Observation.of(listed)
     assert [t.invocation_id for t in observed.for_instance("a")] == ["t1", "t2"]
-    assert observed.get("t3") is view["t3"]
+    assert observed.get("t3") is listed[2]
+    assert observed.get("zz") is None
     assert observed.covers("anything")

@@ -336,37 +336,6 @@ class ListedTask:
             if value is not None and len(value) > limit:
                 _set(self, name, clip_text(value, limit))
 
-    def to_info(self) -> InvocationInfo:
-        """The same task as an `InvocationInfo` (the planner's type), without validating it again.
-
-        The values were validated by the same rules; this builds the model as `model_construct` does,
-        without its generic overhead (~5 us instead of ~10 us a task), every field counted as set.
-        """
-        info = _new_info(InvocationInfo)
-        _set(info, "__dict__", {
-            "invocation_id": self.invocation_id,
-            "instance_id": self.instance_id,
-            "instance_name": self.instance_name,
-            "instance_type": self.instance_type,
-            "intranet_ips": list(self.intranet_ips),
-            "elastic_ips": list(self.elastic_ips),
-            "invocation_type": self.invocation_type,
-            "invocation_status": self.invocation_status,
-            "invocation_target": self.invocation_target,
-            "create_time": self.create_time,
-            "update_time": self.update_time,
-            "current_version": self.current_version,
-            "target_version": self.target_version,
-        })
-        _set(info, "__pydantic_fields_set__", set(_INFO_FIELDS))
-        _set(info, "__pydantic_extra__", None)
-        _set(info, "__pydantic_private__", None)
-        return info
-
-
-_new_info = InvocationInfo.__new__
-_INFO_FIELDS: Final = frozenset(InvocationInfo.model_fields)
-
 
 @dataclass(frozen=True, slots=True)
 class ListedPage:

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationStatus, InvocationType
+from cloudeye_operator.cloudeye.models import InvocationStatus, InvocationType
+from cloudeye_operator.rollout.observation import Task
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
     Failure,
@@ -138,7 +139,7 @@ class Book:
         old = self.instances.pop(iid)
         del self.by_state[old.state][iid]
 
-    def apply_task(self, iid: str, task: InvocationInfo) -> InstanceStatus:
+    def apply_task(self, iid: str, task: Task) -> InstanceStatus:
         """Take the state of the instance's tracked task as listed."""
         rec = self.instances[iid]
         tid = task.invocation_id

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
-from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationStatus, InvocationType
+from cloudeye_operator.cloudeye.models import InvocationStatus, InvocationType
 
 CLOCK_SKEW_SECONDS: Final = 60
 """How far the cloud's clock (a task's create_time) may lag ours (an intent's createdAt).
@@ -15,6 +15,26 @@ A task created for an intent is adopted if it was created no earlier than create
 that could pass for the intent's own inside this window are ruled out by id (see Intent.preexisting and
 the instance's previous invocationId), so a generous window costs nothing in safety.
 """
+
+
+class Task(Protocol):
+    """What the planner reads of a listed task: both the client's lean `ListedTask` and the full
+    `Task` model are one (so a listing needs no conversion, ~5 us and ~1.5 kB a task)."""
+
+    @property
+    def invocation_id(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def invocation_type(self) -> InvocationType: ...
+    @property
+    def invocation_status(self) -> InvocationStatus: ...
+    @property
+    def create_time(self) -> int | None: ...
+    @property
+    def current_version(self) -> str | None: ...
+    @property
+    def target_version(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -27,15 +47,15 @@ class Observation:
     no UPDATE to roll back"); for others it waits.
     """
 
-    tasks: Mapping[str, InvocationInfo]
+    tasks: Mapping[str, Task]
     instances_listed: frozenset[str] | None = None
-    _by_instance: dict[str, list[InvocationInfo]] | None = field(
+    _by_instance: dict[str, list[Task]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
     @classmethod
     def of(
-        cls, tasks: Iterable[InvocationInfo], instances_listed: Iterable[str] | None = None
+        cls, tasks: Iterable[Task], instances_listed: Iterable[str] | None = None
     ) -> Observation:
         listed = None if instances_listed is None else frozenset(instances_listed)
         return cls({task.invocation_id: task for task in tasks}, listed)
@@ -43,13 +63,13 @@ class Observation:
     def covers(self, instance_id: str) -> bool:
         return self.instances_listed is None or instance_id in self.instances_listed
 
-    def get(self, invocation_id: str | None) -> InvocationInfo | None:
+    def get(self, invocation_id: str | None) -> Task | None:
         return None if invocation_id is None else self.tasks.get(invocation_id)
 
-    def for_instance(self, instance_id: str) -> list[InvocationInfo]:
+    def for_instance(self, instance_id: str) -> list[Task]:
         """Tasks of one instance, oldest first (by create_time, then id: a stable order)."""
         if self._by_instance is None:
-            index: dict[str, list[InvocationInfo]] = {}
+            index: dict[str, list[Task]] = {}
             for task in self.tasks.values():
                 index.setdefault(task.instance_id, []).append(task)
             for tasks in index.values():
@@ -64,14 +84,14 @@ class Observation:
 class RollbackSource:
     """What action ROLLBACK should do for one instance, judged from its UPDATE tasks."""
 
-    task: InvocationInfo | None
+    task: Task | None
     """The SUCCEEDED UPDATE task to roll back; None when there is nothing to do now."""
-    wait_for: InvocationInfo | None = None
+    wait_for: Task | None = None
     """An UPDATE still PENDING/RUNNING: decide once it ends."""
     skip_reason: str | None = None
 
 
-def rollback_source(tasks: Iterable[InvocationInfo]) -> RollbackSource:
+def rollback_source(tasks: Iterable[Task]) -> RollbackSource:
     """The UPDATE in effect on an instance: its latest UPDATE task that did not fail.
 
     Walking from the newest UPDATE: an unfinished one -> wait; SUCCEEDED -> roll it back; ROLLBACKED ->

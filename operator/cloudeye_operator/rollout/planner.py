@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationType
+from cloudeye_operator.cloudeye.models import InvocationType
 from cloudeye_operator.rollout.actions import (
     Action,
     CreateTasks,
@@ -44,7 +44,7 @@ from cloudeye_operator.rollout.conditions import (
     set_condition,
     utc_seconds,
 )
-from cloudeye_operator.rollout.observation import CLOCK_SKEW_SECONDS, Observation, rollback_source
+from cloudeye_operator.rollout.observation import CLOCK_SKEW_SECONDS, Observation, Task, rollback_source
 from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import (
     HELD_FAILURES,
@@ -285,7 +285,7 @@ class _Planner:
         floor_ms: int,
         excluded: set[str],
         source: str | None,
-    ) -> InvocationInfo | None:
+    ) -> Task | None:
         """The task this intent created, if listed: the right type, created at or after the intent
         (less the clock skew), and neither listed before the intent nor the instance's previous task."""
         for task in self.obs.for_instance(iid):  # oldest first: the first match is the one we made
