@@ -88,7 +88,7 @@ def record_outcome(
             attempts=rec.attempts + 1,
             failure=None,
             retry_at=None,
-            message=f"{'rollback task' if rolling else 'task'} {item.invocation_id} created",
+            message=None,  # the task id says it (status.PLAIN_STATES keep no message)
         )
 
     unanswered = [iid for iid in waiting if iid not in answered]

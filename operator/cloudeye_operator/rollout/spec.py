@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from cloudeye_operator.cloudeye.models import (
     INSTANCE_ID_PATTERN,
@@ -138,7 +139,11 @@ class _SpecModel(BaseModel):
     )
 
 
-class InstanceRef(_SpecModel):
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid", strict=True))
+class InstanceRef:
+    """One server of spec.instances: a slotted dataclass (~100 bytes, a model is ~600), as there may be
+    10,000 per rollout and 50 rollouts per operator."""
+
     id: Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN.pattern)]
     type: InstanceType | None = None
 

@@ -26,6 +26,7 @@ budget is spent); they hold no slot. Terminal: SUCCEEDED, GAVE_UP, ROLLED_BACK, 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -117,19 +118,27 @@ class _StatusModel(BaseModel):
     def evolve(self, changes: Mapping[str, Any]) -> Self:
         """`model_copy(update=changes)` without its generic overhead: the planner's hot path at N=10,000.
 
-        As with model_copy, values are not validated: callers pass typed values.
+        As with model_copy, values are not validated: callers pass typed values. Every field counts
+        as set, in one set shared by all evolved records of the class (a set each was ~400 bytes a
+        record, with 50,000 records in flight; nothing here dumps with exclude_unset).
         """
-        new = self.__class__.__new__(self.__class__)
+        cls = self.__class__
+        new = cls.__new__(cls)
         values = self.__dict__.copy()
         values.update(changes)
         _set_attr(new, "__dict__", values)
         _set_attr(new, "__pydantic_extra__", None)
-        _set_attr(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
+        _set_attr(new, "__pydantic_fields_set__", _every_field(cls))
         _set_attr(new, "__pydantic_private__", None)
         return new
 
 
 _set_attr = object.__setattr__
+
+
+@functools.cache
+def _every_field(model: type[BaseModel]) -> set[str]:
+    return set(model.model_fields)
 
 
 class InstanceStatus(_StatusModel):
