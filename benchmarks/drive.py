@@ -74,9 +74,15 @@ class Watched(FakeCluster):
     written: RolloutStatus | None = None
     """The model the last cycle wrote, handed back as the operator's daemon does."""
 
+    written_patches: list[tuple[int, set[str]]] = field(default_factory=list)
+    """(bytes, instances) of each patch written: the patches themselves are not kept, as the operator
+    keeps none (50 rollouts' patches of 1,000 entries would weigh on the peak RSS measured)."""
+
     async def _write(self, patch: dict[str, Any]) -> None:
         start = time.process_time()
         await super()._write(patch)
+        self.patches.pop()
+        self.written_patches.append((len(dumps(patch)), set(patch.get("instances") or {})))
         if self.keep:
             self.snapshots.append(self.status)
         self.harness_cpu += time.process_time() - start
@@ -202,7 +208,7 @@ async def _drive(
         project_tasks = int((await http.get(f"{emu.url}/_emulator/health")).json()["tasks"])
         before = [clusters[i].status for i in active]
         unfinished = sum(1 for i in active for s in states(clusters[i].status).values() if s in UNFINISHED)
-        n_patches = [len(clusters[i].patches) for i in active]
+        n_patches = [len(clusters[i].written_patches) for i in active]
         start_calls = Counter(calls)
         harness0 = sum(clusters[i].harness_cpu for i in active)
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -220,10 +226,10 @@ async def _drive(
         }
         for k, (i, cycle) in enumerate(zip(active, cycles, strict=True)):
             cluster = clusters[i]
-            new = cluster.patches[n_patches[k]:]
+            new = cluster.written_patches[n_patches[k]:]
             step["patches"].append(cycle.patches)
-            step["patch_bytes"].append(sum(len(dumps(p)) for p in new))
-            changed = set().union(*(set(p.get("instances") or {}) for p in new)) if new else set()
+            step["patch_bytes"].append(sum(size for size, _ in new))
+            changed = set().union(*(ids for _, ids in new)) if new else set()
             step["changed"].append(len(changed))
             old_states, new_states = states(before[k]), states(cluster.status)
             if cycle.patches and old_states == new_states and not (cluster.status.get("intents") or {}) \
@@ -233,6 +239,7 @@ async def _drive(
                 ready_at[i] = emu.now()
             delay = cycle.requeue_after if cycle.requeue_after is not None else 3600.0
             due[i] = emu.now() + delay
+            del cluster.written_patches[:]
             if cluster.keep:
                 for snap in cluster.snapshots:
                     size = object_bytes(cluster.spec, snap)
@@ -244,6 +251,9 @@ async def _drive(
                             max_object_state += f", {len(snap['intents'])} intent(s)"
                 cluster.snapshots.clear()
         steps.append(step)
+        # Drop this step's results before the next: they hold every rollout's previous status model,
+        # which the operator itself no longer holds (it hands each cycle's model to the next).
+        del cycles, before
 
     # A cycle after Ready: nothing changed, so no patch and (nothing unfinished) no call.
     quiet: dict[str, Any] = {"patches": None, "calls": None}
