@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from cloudeye_operator.cloudeye.models import InvocationType
+from cloudeye_operator.cloudeye.models import MAX_IDS_PER_CREATE, InvocationType
 from cloudeye_operator.rollout.actions import (
     Action,
     CreateTasks,
@@ -117,6 +117,21 @@ def describe_api_error(error: ApiErrorRecord) -> str:
     code = f" {error.error_code}" if error.error_code else ""
     return f"Cloud Eye refused the last call ({head}{code}): {error.message}"
 
+
+
+def whole_batches(capacity: int, max_in_flight: int, waiting: int) -> int:
+    """How many waiting servers to start now, out of `capacity` free slots (rule 3).
+
+    When maxInFlight is whole batches of 100 and more servers wait than fit, only whole batches start:
+    slots still held (a retry waiting for its backoff) would otherwise make a batch of 90 now and one
+    of 10 later, one batch-create more than ceil(N/100). The rest waits for the next slots to free;
+    the last servers go together once they all fit. Any other maxInFlight is taken as the user wrote it.
+    """
+    if capacity <= 0:
+        return 0
+    if capacity >= waiting or max_in_flight % MAX_IDS_PER_CREATE:
+        return capacity
+    return capacity - capacity % MAX_IDS_PER_CREATE
 
 def plan(
     spec: RolloutSpec,
@@ -459,9 +474,10 @@ class _Planner:
                 book.set(iid, state=InstanceState.CREATING, message=message)
             else:
                 self._start_one(iid, rec, starts, note)
-        capacity = self.spec.max_in_flight() - book.count(IN_FLIGHT)
         rollback_action = self.spec.action is RolloutAction.ROLLBACK
         waiting = book.by_state[InstanceState.WAITING]
+        limit = self.spec.max_in_flight()
+        capacity = whole_batches(limit - book.count(IN_FLIGHT), limit, len(waiting))
         for iid in self.ids if waiting else ():
             if iid not in waiting:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cloudeye_operator.rollout import (
     CreateTasks,
     RetryTasks,
@@ -11,8 +13,9 @@ from cloudeye_operator.rollout import (
     status_patch,
 )
 from cloudeye_operator.rollout.diff import status_patch_between
+from cloudeye_operator.rollout.planner import whole_batches
 
-from ._sim import Cloud, Sim, at, cond, events, ids, make_spec, observe, reasons, shape, task
+from ._sim import Cloud, Sim, at, cond, events, ids, make_spec, observe, reasons, shape, task, task_actions
 
 I = ids(300)  # noqa: E741
 
@@ -275,3 +278,37 @@ def test_planning_is_idempotent_and_quiet_cycles_change_nothing() -> None:
     assert again.actions == []
     assert status_patch(first.status.to_dict(), again.status.to_dict()) is None
     assert status_patch_between(first.status, again.status) is None
+
+
+@pytest.mark.parametrize(
+    ("capacity", "max_in_flight", "waiting", "start"),
+    [
+        (1000, 1000, 9000, 1000),
+        (990, 1000, 9000, 900),  # ten slots held by retries: nine whole batches, not 9 + 90
+        (90, 1000, 9000, 0),  # wait for the slots to free: a batch of 90 would cost one call more
+        (990, 1000, 990, 990),  # the last ones go together once they all fit
+        (990, 1000, 500, 990),
+        (240, 250, 9000, 240),  # maxInFlight not whole batches: as the user wrote it
+        (5, 5, 100, 5),
+        (-3, 100, 100, 0),  # over the limit (maxInFlight lowered mid-way)
+    ],
+)
+def test_whole_batches(capacity: int, max_in_flight: int, waiting: int, start: int) -> None:
+    assert whole_batches(capacity, max_in_flight, waiting) == start
+
+
+def test_a_retry_holding_a_slot_does_not_split_a_batch() -> None:
+    fleet = ids(400)
+    spec = make_spec(fleet, strategy={"maxInFlight": 200, "retry": {"limit": 2, "backoffSeconds": 60}})
+    sim = Sim(spec)
+    sim.cycle(at(0))  # 200 start: two full batches
+    sim.cloud.finish(fleet[:1], "FAILED")
+    sim.cloud.finish(fleet[1:200], "SUCCEEDED")
+    p = sim.cycle(at(15))  # i0 waits for its retry, holding a slot: 100 start, not 199
+    assert [len(a.instance_ids) for a in task_actions(p) if isinstance(a, CreateTasks)] == [100]
+    sim.cloud.finish(fleet[200:300], "SUCCEEDED")
+    sim.cycle(at(30))  # 100 wait, and all fit now: the last batch
+    sim.cloud.finish(fleet[300:], "SUCCEEDED")
+    sim.cycle(at(90))  # i0 retried
+    creates = [len(a.instance_ids) for a in sim.cloud.calls if isinstance(a, CreateTasks)]
+    assert creates == [200, 100, 100]  # ceil(400 / 100) = 4 calls (the client splits 200 in two)
