@@ -33,7 +33,8 @@ from benchmarks.common import (
     memory,
     rollout_ids,
 )
-from cloudeye_operator.cloudeye.client import Endpoint
+from cloudeye_operator.cloudeye.client import CloudEyeClient, Endpoint
+from cloudeye_operator.cloudeye.models import MAX_IDS_PER_CREATE, InvocationType
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.emulator import defaults as d
 from cloudeye_operator.reconciler import Cycle, Deps, Rollout, reconcile
@@ -167,6 +168,16 @@ async def _drive(
         calls[endpoint.value] += 1
 
     pool = ClientPool(settings, on_response=on_response)
+    # Batch-create calls by kind (UPDATE vs RETRY): the endpoint count alone mixes the two.
+    creates_by_kind: Counter[str] = Counter()
+    batch_create = CloudEyeClient.batch_create
+
+    async def counted(self: CloudEyeClient, kind: InvocationType, **kwargs: Any) -> Any:
+        ids = kwargs.get("instance_ids") or kwargs.get("invocation_ids") or ()
+        creates_by_kind[kind.value] += math.ceil(len(ids) / MAX_IDS_PER_CREATE)
+        return await batch_create(self, kind, **kwargs)
+
+    CloudEyeClient.batch_create = counted  # type: ignore[method-assign]
     clusters: list[Watched] = []
     for index, ids in enumerate(groups):
         spec = {
@@ -275,6 +286,7 @@ async def _drive(
         "ready_at": ready_at,
         "all_ready": not any(math.isnan(t) for t in ready_at),
         "calls": dict(calls),
+        "creates_by_kind": dict(creates_by_kind),
         "quiet_after_ready": quiet,
         "object_bytes_max": max_object,
         "object_state_at_max": max_object_state,
