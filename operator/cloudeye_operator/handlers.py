@@ -139,6 +139,7 @@ async def drive(
             await _sleep(wakeup, stopped, delay if delay is not None else IDLE_WAIT_SECONDS)
     finally:
         state.wakeups.pop(uid, None)
+        state.deps.forget(namespace, name)
 
 
 async def _sleep(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:

@@ -94,6 +94,18 @@ class Deps:
     def __post_init__(self) -> None:
         self.listings.clock = lambda: self.clock().timestamp()  # the planner's clock, not another
 
+    def forget(self, namespace: str, name: str) -> None:
+        """A rollout no longer followed (deleted, or settled): drop its parsed spec (a 10,000-server
+        one is ~1 MB) and its place in the shared listings, which would keep its servers' tasks."""
+        ref = rollout_ref(namespace, name)
+        self.specs.pop(ref, None)
+        self.listings.forget(ref)
+
+
+def rollout_ref(namespace: str, name: str) -> str:
+    """How a rollout is named in caches and shared listings: namespace/name."""
+    return f"{namespace}/{name}"
+
 
 @dataclass
 class Rollout:
@@ -173,7 +185,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         await persisted.write(observe_failed(status, str(error), rollout.generation, now))
         return RETRY_OBSERVE_SECONDS
 
-    ref = f"{rollout.namespace}/{rollout.name}"
+    ref = rollout_ref(rollout.namespace, rollout.name)
     cached = deps.specs.get(ref)
     try:
         # A spec only changes with its generation: parse it once per generation (38 ms at N=10,000).

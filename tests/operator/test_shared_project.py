@@ -91,3 +91,29 @@ async def test_rollouts_share_listings_that_keep_only_their_servers(
     assert len(counts) == len(set(counts)), "a task was created twice"
     assert a.status["instances"]["srv-0003"]["attempts"] == 2
     assert b.status["instances"]["srv-0020"]["attempts"] == 2
+
+
+async def test_a_rollout_no_longer_followed_is_forgotten(
+    emu: RunningEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon's last act (handlers.drive): its parsed spec and its place in shared listings go.
+    a, b = _cluster(emu, "a", ["srv-0001"]), _cluster(emu, "b", ["srv-0002"])
+    b.deps = a.deps
+    forgotten: list[object] = []
+    forget = a.deps.listings.forget
+
+    def spy(consumer: object) -> None:
+        forgotten.append(consumer)
+        forget(consumer)
+
+    try:
+        await asyncio.gather(a.cycle(), b.cycle())
+        assert {"default/a", "default/b"} <= set(a.deps.specs)
+        monkeypatch.setattr(a.deps.listings, "forget", spy)
+        a.deps.forget("default", "a")
+    finally:
+        await a.aclose()
+        await b.aclose()
+    assert "default/a" not in a.deps.specs
+    assert "default/b" in a.deps.specs
+    assert forgotten == ["default/a"]
