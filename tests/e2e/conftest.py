@@ -183,3 +183,21 @@ def is_ready(obj: dict[str, Any]) -> bool:
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def manifest(name: str, ids: list[str], action: str = "UPDATE", **spec: Any) -> str:
+    """An AgentRollout as JSON for `kubectl apply -f -`."""
+    body: dict[str, Any] = {
+        "apiVersion": "cloudeye.dev/v1alpha1",
+        "kind": "AgentRollout",
+        "metadata": {"name": name},
+        "spec": {"action": action, "instances": [{"id": i} for i in ids], **spec},
+    }
+    return json.dumps(body)
+
+
+def fast(**extra: Any) -> dict[str, Any]:
+    """A strategy that polls and retries every second (real processes, real time)."""
+    strategy: dict[str, Any] = {"pollIntervalSeconds": 1, "retry": {"limit": 3, "backoffSeconds": 1}}
+    strategy.update(extra)
+    return strategy

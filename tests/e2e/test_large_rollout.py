@@ -21,6 +21,7 @@ from typing import Any
 from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationType
 from cloudeye_operator.rollout import RolloutSpec
 from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
+from tests.e2e.conftest import manifest
 from tests.e2e.conftest_controlplane import ControlPlane
 from tests.unit.rollout._sim import Cloud, Sim, at, task
 
@@ -40,15 +41,12 @@ class UuidCloud(Cloud):
         return made
 
 
+SPEC: dict[str, Any] = {"version": "2.7.2", "strategy": {"maxInFlight": MAX_IN_FLIGHT},
+                        "cloud": {"region": "cn-north-4", "projectId": "0123456789abcdef"}}
+
+
 def spec_body(ids: list[str]) -> dict[str, Any]:
-    return {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": i} for i in ids],
-            "cloud": {"region": "cn-north-4", "projectId": "0123456789abcdef"},
-            "strategy": {"maxInFlight": MAX_IN_FLIGHT}}
-
-
-def manifest(ids: list[str]) -> str:
-    return json.dumps({"apiVersion": "cloudeye.dev/v1alpha1", "kind": "AgentRollout",
-                       "metadata": {"name": NAME, "namespace": "default"}, "spec": spec_body(ids)})
+    return {"action": "UPDATE", "instances": [{"id": i} for i in ids], **SPEC}
 
 
 def largest_status() -> Sim:
@@ -88,8 +86,8 @@ def patch_status(cluster: ControlPlane, status: dict[str, Any], tmp_path: Path) 
 def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
     cluster: ControlPlane, tmp_path: Path
 ) -> None:
-    cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-", stdin=manifest(IDS),
-                    timeout=120)
+    cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-",
+                    stdin=manifest(NAME, IDS, **SPEC), timeout=120)
     try:
         sim = largest_status()
         status = sim.status.to_dict()
@@ -113,7 +111,7 @@ def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
 
         # GitOps removes a server from Git and server-side applies: it must go through, and remove it.
         applied = cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-",
-                                  stdin=manifest(IDS[1:]), check=False, timeout=120)
+                                  stdin=manifest(NAME, IDS[1:], **SPEC), check=False, timeout=120)
         assert applied.returncode == 0, applied.stderr
         obj = stored(cluster)
         assert [i["id"] for i in obj["spec"]["instances"]] == IDS[1:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,29 +11,15 @@ from tests.e2e.conftest import (
     ControlPlane,
     Emulator,
     Operator,
+    fast,
     get_ar,
     is_ready,
+    manifest,
     wait_for,
 )
 
 DEMO = REPO / "deploy" / "demo"
 READY_TIMEOUT = 180
-
-
-def _manifest(name: str, ids: list[str], action: str = "UPDATE", **spec: Any) -> str:
-    body: dict[str, Any] = {
-        "apiVersion": "cloudeye.dev/v1alpha1",
-        "kind": "AgentRollout",
-        "metadata": {"name": name},
-        "spec": {"action": action, "instances": [{"id": i} for i in ids], **spec},
-    }
-    return json.dumps(body)
-
-
-def _fast(**extra: Any) -> dict[str, Any]:
-    strategy = {"pollIntervalSeconds": 1, "retry": {"limit": 3, "backoffSeconds": 1}}
-    strategy.update(extra)
-    return strategy
 
 
 def test_demo_rollouts_become_ready_and_kubectl_wait_works(
@@ -61,11 +46,11 @@ def test_demo_rollouts_become_ready_and_kubectl_wait_works(
 
 
 def test_a_bad_manifest_is_rejected_naming_the_field(cluster: ControlPlane) -> None:
-    bad = _manifest("bad", ["not a valid id!"])
+    bad = manifest("bad", ["not a valid id!"])
     result = cluster.kubectl("apply", "-f", "-", stdin=bad, check=False)
     assert result.returncode != 0
     assert "spec.instances[0].id" in result.stderr
-    rollback = _manifest("bad-rollback", ["srv-0001"], action="ROLLBACK", version="2.7.2")
+    rollback = manifest("bad-rollback", ["srv-0001"], action="ROLLBACK", version="2.7.2")
     result = cluster.kubectl("apply", "-f", "-", stdin=rollback, check=False)
     assert result.returncode != 0
     assert "version is only allowed with action INSTALL or UPDATE" in result.stderr
@@ -76,7 +61,7 @@ def test_kill_9_mid_rollout_then_restart_creates_no_duplicate_task(
 ) -> None:
     ids = [f"big-{i:04d}" for i in range(3, 103)]
     cluster.kubectl(
-        "apply", "-f", "-", stdin=_manifest("crashy", ids, version="2.7.2", strategy=_fast(maxInFlight=30))
+        "apply", "-f", "-", stdin=manifest("crashy", ids, version="2.7.2", strategy=fast(maxInFlight=30))
     )
     wait_for(lambda: len(emulator.tasks()) >= 30, 60, "the first wave of tasks")
     operator.kill9()
@@ -91,12 +76,12 @@ def test_spec_edit_mid_rollout_converges_to_the_new_spec(
 ) -> None:
     first = [f"big-{i:04d}" for i in range(103, 123)]
     cluster.kubectl(
-        "apply", "-f", "-", stdin=_manifest("edited", first, version="2.7.2", strategy=_fast(maxInFlight=5))
+        "apply", "-f", "-", stdin=manifest("edited", first, version="2.7.2", strategy=fast(maxInFlight=5))
     )
     wait_for(lambda: emulator.tasks(), 60, "the first tasks")
     second = first[5:] + [f"big-{i:04d}" for i in range(123, 128)]
     cluster.kubectl(
-        "apply", "-f", "-", stdin=_manifest("edited", second, version="2.7.2", strategy=_fast(maxInFlight=5))
+        "apply", "-f", "-", stdin=manifest("edited", second, version="2.7.2", strategy=fast(maxInFlight=5))
     )
     wait_for(lambda: is_ready(get_ar(cluster, "edited")), READY_TIMEOUT, "edited to be Ready")
     status = get_ar(cluster, "edited")["status"]
@@ -113,11 +98,11 @@ def test_failure_budget_stalls_and_rolls_back(
         "apply",
         "-f",
         "-",
-        stdin=_manifest(
+        stdin=manifest(
             "budget",
             ids,
             version="2.7.2",
-            strategy=_fast(
+            strategy=fast(
                 maxInFlight=8, maxFailures=1, rollbackOnFailure=True, retry={"limit": 1, "backoffSeconds": 1}
             ),
         ),
@@ -139,7 +124,7 @@ def test_failure_budget_stalls_and_rolls_back(
 def test_pause_then_resume(cluster: ControlPlane, emulator: Emulator, operator: Operator) -> None:
     ids = [f"big-{i:04d}" for i in range(140, 150)]
     cluster.kubectl(
-        "apply", "-f", "-", stdin=_manifest("pausy", ids, version="2.7.2", paused=True, strategy=_fast())
+        "apply", "-f", "-", stdin=manifest("pausy", ids, version="2.7.2", paused=True, strategy=fast())
     )
     wait_for(
         lambda: (get_ar(cluster, "pausy").get("status") or {}).get("phase") == "Paused",
@@ -153,8 +138,8 @@ def test_pause_then_resume(cluster: ControlPlane, emulator: Emulator, operator: 
 
 @pytest.mark.parametrize("region", ["sa-peru-1"])
 def test_unsupported_region_is_rejected_at_apply_time(cluster: ControlPlane, region: str) -> None:
-    manifest = _manifest("peru", ["srv-0001"], version="2.7.2", cloud={"region": region})
-    result = cluster.kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    peru = manifest("peru", ["srv-0001"], version="2.7.2", cloud={"region": region})
+    result = cluster.kubectl("apply", "-f", "-", stdin=peru, check=False)
     assert result.returncode != 0
     assert "sa-peru-1" in result.stderr
 
@@ -163,12 +148,12 @@ def test_two_rollouts_on_the_same_servers_take_turns(
     cluster: ControlPlane, emulator: Emulator, operator: Operator
 ) -> None:
     shared = [f"big-{i:04d}" for i in range(60, 66)]
-    cluster.kubectl("apply", "-f", "-", stdin=_manifest("first", shared, version="2.7.2",
-                                                          strategy=_fast()))
+    cluster.kubectl("apply", "-f", "-", stdin=manifest("first", shared, version="2.7.2",
+                                                          strategy=fast()))
     wait_for(lambda: (get_ar(cluster, "first").get("status") or {}).get("instances"), 60,
              "first to report its instances")
-    cluster.kubectl("apply", "-f", "-", stdin=_manifest("second", shared, versionType="ADVANCE_VERSION",
-                                                          strategy=_fast()))
+    cluster.kubectl("apply", "-f", "-", stdin=manifest("second", shared, versionType="ADVANCE_VERSION",
+                                                          strategy=fast()))
 
     def second_waits_for_first() -> bool:
         records = ((get_ar(cluster, "second").get("status") or {}).get("instances") or {}).values()

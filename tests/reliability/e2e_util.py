@@ -1,33 +1,16 @@
-"""Helpers for the real-process scenarios: manifests and status reading."""
+"""Helpers for the real-process scenarios: the rollouts they apply and status reading."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
-from tests.e2e.conftest import Emulator, get_ar, is_ready
+from tests.e2e.conftest import Emulator, fast, get_ar, is_ready, manifest
 
 # The rollout that passes through create, poll and retry: srv-0003/0007/0011 fail or time out first.
 READY_IDS = [f"srv-{i:04d}" for i in range(1, 13)]
 # The rollout that spends its failure budget and rolls back: big-0001/0002 always fail.
 BUDGET_IDS = ["big-0001", "big-0002"] + [f"big-{i:04d}" for i in range(130, 136)]
-
-
-def manifest(name: str, ids: list[str], action: str = "UPDATE", **spec: Any) -> str:
-    body: dict[str, Any] = {
-        "apiVersion": "cloudeye.dev/v1alpha1",
-        "kind": "AgentRollout",
-        "metadata": {"name": name},
-        "spec": {"action": action, "instances": [{"id": i} for i in ids], **spec},
-    }
-    return json.dumps(body)
-
-
-def fast(**extra: Any) -> dict[str, Any]:
-    strategy: dict[str, Any] = {"pollIntervalSeconds": 1, "retry": {"limit": 3, "backoffSeconds": 1}}
-    strategy.update(extra)
-    return strategy
 
 
 def ready_manifest(name: str) -> str:

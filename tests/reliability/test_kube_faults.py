@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Emulator, get_ar, is_ready, wait_for
+from tests.e2e.conftest import Emulator, fast, get_ar, is_ready, manifest, wait_for
 from tests.e2e.conftest_controlplane import REPO, UP_TIMEOUT_S, ControlPlane, _run_script
 from tests.reliability.conftest import Figures, Launcher
-from tests.reliability.e2e_util import fast, manifest, task_figures
+from tests.reliability.e2e_util import task_figures
 
 
 def _running(pid: int) -> bool:
