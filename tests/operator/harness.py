@@ -123,3 +123,20 @@ TOKEN_SECRET = {"token": d.DEFAULT_TOKEN}
 AKSK_SECRET = {"accessKey": d.DEFAULT_ACCESS_KEY, "secretKey": d.DEFAULT_SECRET_KEY}
 PASSWORD_SECRET = {"username": d.DEFAULT_IAM_USER, "password": d.DEFAULT_IAM_PASSWORD,
                    "domain": d.DEFAULT_IAM_DOMAIN}
+
+
+FLEET = [f"srv-{i:04d}" for i in range(1, 31)]
+
+
+def fleet_scenario(seed: int) -> dict[str, Any]:
+    """The in-process fleet: 30 servers, three failing or timing out first (srv-0003/0007/0011), and 250
+    spare servers (big-) for large rollouts."""
+    return {
+        "seed": seed,
+        "fleet": [{"generate": {"count": 30, "prefix": "srv-", "version": "2.6.1"}},
+                  {"generate": {"count": 250, "prefix": "big-", "version": "2.6.1"}}],
+        "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
+        "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
+        "outcomes": {"srv-0003": ["FAILED", "SUCCEEDED"], "srv-0007": ["FAILED", "FAILED", "SUCCEEDED"],
+                     "srv-0011": ["TIMEOUT", "SUCCEEDED"]},
+    }

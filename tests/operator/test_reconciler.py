@@ -15,25 +15,18 @@ from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario
 from cloudeye_operator.kube import KubeError
 from tests.operator.harness import (
     AKSK_SECRET,
+    FLEET,
     PASSWORD_SECRET,
     TOKEN_SECRET,
     Crash,
     FakeCluster,
     condition,
     emulator_cloud,
+    fleet_scenario,
     secret_data,
 )
 
-FLEET = [f"srv-{i:04d}" for i in range(1, 31)]
-SCENARIO: dict[str, Any] = {
-    "seed": 3,
-    "fleet": [{"generate": {"count": 30, "prefix": "srv-", "version": "2.6.1"}},
-              {"generate": {"count": 250, "prefix": "big-", "version": "2.6.1"}}],
-    "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
-    "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
-    "outcomes": {"srv-0003": ["FAILED", "SUCCEEDED"], "srv-0007": ["FAILED", "FAILED", "SUCCEEDED"],
-                 "srv-0011": ["TIMEOUT", "SUCCEEDED"]},
-}
+SCENARIO = fleet_scenario(seed=3)
 
 
 @pytest.fixture

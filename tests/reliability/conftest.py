@@ -24,22 +24,15 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.e2e.conftest import Emulator, Operator
+from tests.e2e.conftest import Emulator, Operator, emulator
 from tests.e2e.conftest_controlplane import ControlPlane
+from tests.operator.harness import fleet_scenario
+
+__all__ = ["emulator"]  # the e2e emulator fixture, served to this folder too
 
 TABLE_ENV = "CLOUDEYE_RELIABILITY_TABLE"
 
-# The in-process fleet: 30 servers with scripted failures, and spare servers for big rollouts.
-SCENARIO: dict[str, Any] = {
-    "seed": 11,
-    "fleet": [{"generate": {"count": 30, "prefix": "srv-", "version": "2.6.1"}},
-              {"generate": {"count": 250, "prefix": "big-", "version": "2.6.1"}}],
-    "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
-    "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
-    "outcomes": {"srv-0003": ["FAILED", "SUCCEEDED"], "srv-0007": ["FAILED", "FAILED", "SUCCEEDED"],
-                 "srv-0011": ["TIMEOUT", "SUCCEEDED"]},
-}
-FLEET = [f"srv-{i:04d}" for i in range(1, 31)]
+SCENARIO = fleet_scenario(seed=11)  # the in-process fleet (tests/operator/harness.py)
 
 
 @dataclass
@@ -99,16 +92,6 @@ async def emu() -> AsyncIterator[RunningEmulator]:
 # --- real processes ----------------------------------------------------------------------------
 
 Launcher = Operator  # the e2e operator process, here scoped to one namespace
-
-
-E2E_SCENARIO = Path(__file__).resolve().parents[1] / "e2e" / "scenario.yaml"
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[Emulator]:
-    emu = Emulator(E2E_SCENARIO, time_scale=1.0, log=tmp_path / "emulator.log")
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 
 from cloudeye_operator.emulator import RunningEmulator
 from tests.e2e.conftest_controlplane import ControlPlane
-from tests.operator.harness import TOKEN_SECRET, condition, secret_data
-from tests.reliability.conftest import FLEET, Figures
+from tests.operator.harness import FLEET, TOKEN_SECRET, condition, secret_data
+from tests.reliability.conftest import Figures
 from tests.reliability.harness_util import Cluster, api_calls, ready, spec
 
 BASE: dict[str, Any] = {

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import RunningEmulator
-from tests.operator.harness import TOKEN_SECRET, condition, secret_data
-from tests.reliability.conftest import FLEET, Figures
+from tests.operator.harness import FLEET, TOKEN_SECRET, condition, secret_data
+from tests.reliability.conftest import Figures
 from tests.reliability.harness_util import Cluster, ready, spec
 
 MAX_ATTEMPTS = 5  # ClientSettings.max_attempts

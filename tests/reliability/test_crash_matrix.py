@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Emulator, is_ready, wait_for
+from tests.e2e.conftest import E2E_SCENARIO, Emulator, is_ready, wait_for
 from tests.e2e.conftest_controlplane import ControlPlane
-from tests.reliability.conftest import E2E_SCENARIO, Figures, Launcher
+from tests.reliability.conftest import Figures, Launcher
 from tests.reliability.e2e_util import (
     READY_IDS,
     budget_manifest,

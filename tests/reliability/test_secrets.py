@@ -14,8 +14,8 @@ import pytest
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from tests.e2e.conftest import Emulator, fast, get_ar, is_ready, manifest, wait_for
 from tests.e2e.conftest_controlplane import ControlPlane
-from tests.operator.harness import AKSK_SECRET, PASSWORD_SECRET, TOKEN_SECRET, secret_data
-from tests.reliability.conftest import FLEET, SCENARIO, Figures, Launcher
+from tests.operator.harness import AKSK_SECRET, FLEET, PASSWORD_SECRET, TOKEN_SECRET, secret_data
+from tests.reliability.conftest import SCENARIO, Figures, Launcher
 from tests.reliability.e2e_util import READY_IDS
 from tests.reliability.harness_util import Cluster, ready, spec
 
