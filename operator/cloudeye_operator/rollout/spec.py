@@ -35,6 +35,7 @@ from cloudeye_operator.cloudeye.models import (
     InvocationType,
     VersionType,
 )
+from cloudeye_operator.rollout.status import make_revision_key
 
 PERCENT_PATTERN: Final = re.compile(r"^(0|[1-9][0-9]?|100)%$")
 # A Secret's name is a DNS-1123 subdomain.
@@ -239,7 +240,7 @@ class RolloutSpec(_SpecModel):
     @property
     def revision_key(self) -> str:
         """What identifies "the same rollout": a change here starts a new revision."""
-        return f"{self.action}|{self.version or ''}|{self.version_type or ''}"
+        return make_revision_key(self.action, self.version, self.version_type)
 
     @property
     def instance_ids(self) -> list[str]:

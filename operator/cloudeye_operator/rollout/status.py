@@ -280,8 +280,13 @@ class RolloutStatus(_StatusModel):
         return {iid for intent in self.intents.values() for iid in intent.instance_ids}
 
 
+def make_revision_key(action: str, version: str | None, version_type: str | None) -> str:
+    """What identifies "the same rollout" (status.revisionKey): `action|version|versionType`."""
+    return f"{action}|{version or ''}|{version_type or ''}"
+
+
 def revision_action(revision_key: str) -> InvocationType | None:
-    """The action of a revision key (`action|version|versionType`); None before the first revision."""
+    """The action of a revision key (`make_revision_key`); None before the first revision."""
     action = revision_key.split("|", 1)[0]
     return InvocationType(action) if action else None
 
