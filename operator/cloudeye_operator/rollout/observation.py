@@ -49,14 +49,10 @@ class Observation:
 
     tasks: Mapping[str, Task]
     instances_listed: frozenset[str] | None = None
-    _by_instance: dict[str, list[Task]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    _by_instance: dict[str, list[Task]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def of(
-        cls, tasks: Iterable[Task], instances_listed: Iterable[str] | None = None
-    ) -> Observation:
+    def of(cls, tasks: Iterable[Task], instances_listed: Iterable[str] | None = None) -> Observation:
         listed = None if instances_listed is None else frozenset(instances_listed)
         return cls({task.invocation_id: task for task in tasks}, listed)
 
@@ -82,30 +78,65 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class RollbackSource:
-    """What action ROLLBACK should do for one instance, judged from its UPDATE tasks."""
+    """What action ROLLBACK should do for one instance, judged from its task history."""
 
     task: Task | None
-    """The SUCCEEDED UPDATE task to roll back; None when there is nothing to do now."""
+    """The task whose success put the instance on its current version (an UPDATE, or a RETRY of
+    one): the task to roll back. None when there is nothing to do now."""
     wait_for: Task | None = None
-    """An UPDATE still PENDING/RUNNING: decide once it ends."""
+    """A task still PENDING/RUNNING: decide once it ends."""
     skip_reason: str | None = None
 
 
 def rollback_source(tasks: Iterable[Task]) -> RollbackSource:
-    """The UPDATE in effect on an instance: its latest UPDATE task that did not fail.
+    """The update in effect on an instance: the task that last changed its version, if an update did.
 
-    Walking from the newest UPDATE: an unfinished one -> wait; SUCCEEDED -> roll it back; ROLLBACKED ->
-    already undone, skip; FAILED/TIMEOUT/CANCELED -> it changed nothing, look at the one before.
-    RETRY tasks are not considered: a RETRY does not say what it retried.
+    Walking the instance's tasks from the newest, of every type (an update that failed and then
+    succeeded through a RETRY was put in effect by the RETRY, and that is the task to roll back):
+    - unfinished: wait;
+    - FAILED/TIMEOUT/CANCELED: it changed nothing, look at the one before;
+    - ROLLBACKED, or a SUCCEEDED ROLLBACK: the last update is undone already, skip;
+    - a SUCCEEDED UPDATE: roll it back;
+    - a SUCCEEDED RETRY: roll it back if it continued an UPDATE (the newest failed UPDATE or INSTALL
+      before it says which; a RETRY found alone counts as an update when it had a version to leave);
+    - a SUCCEEDED INSTALL: the agent was installed, not updated, since: skip.
     """
-    updates = [t for t in tasks if t.invocation_type is InvocationType.UPDATE]
-    for task in sorted(updates, key=lambda t: (t.create_time or 0, t.invocation_id), reverse=True):
+    ordered = sorted(tasks, key=lambda t: (t.create_time or 0, t.invocation_id), reverse=True)
+    for index, task in enumerate(ordered):
         status = task.invocation_status
+        kind = task.invocation_type
         if not status.finished:
             return RollbackSource(None, wait_for=task)
-        if status is InvocationStatus.SUCCEEDED:
-            return RollbackSource(task)
         if status is InvocationStatus.ROLLBACKED:
-            why = f"its latest UPDATE task {task.invocation_id} is already rolled back"
-            return RollbackSource(None, skip_reason=why)
-    return RollbackSource(None, skip_reason="no SUCCEEDED UPDATE task to roll back (the cloud keeps 90 days)")
+            return RollbackSource(
+                None, skip_reason=f"its latest update, task {task.invocation_id}, is already rolled back"
+            )
+        if status is not InvocationStatus.SUCCEEDED:
+            continue
+        if kind is InvocationType.UPDATE:
+            return RollbackSource(task)
+        if kind is InvocationType.ROLLBACK:
+            return RollbackSource(None, skip_reason=f"already rolled back by task {task.invocation_id}")
+        if kind is InvocationType.INSTALL:
+            return RollbackSource(
+                None, skip_reason=f"installed by task {task.invocation_id}, not updated since"
+            )
+        if _continues_update(task, ordered[index + 1 :]):
+            return RollbackSource(task)
+        return RollbackSource(
+            None, skip_reason=f"RETRY task {task.invocation_id} continued an INSTALL, not an update"
+        )
+    return RollbackSource(
+        None, skip_reason="no successful UPDATE (or RETRY of one) in the cloud's 90-day history"
+    )
+
+
+def _continues_update(retry: Task, older: Iterable[Task]) -> bool:
+    """Whether a RETRY continued an UPDATE: the newest INSTALL/UPDATE before it says (a RETRY does not
+    name the task it retried); without one, whether the agent had a version before it."""
+    for task in older:
+        if task.invocation_type is InvocationType.UPDATE:
+            return True
+        if task.invocation_type is InvocationType.INSTALL:
+            return False
+    return retry.current_version is not None

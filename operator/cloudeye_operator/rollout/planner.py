@@ -118,7 +118,6 @@ def describe_api_error(error: ApiErrorRecord) -> str:
     return f"Cloud Eye refused the last call ({head}{code}): {error.message}"
 
 
-
 def whole_batches(capacity: int, max_in_flight: int, waiting: int) -> int:
     """How many waiting servers to start now, out of `capacity` free slots (rule 3).
 
@@ -132,6 +131,7 @@ def whole_batches(capacity: int, max_in_flight: int, waiting: int) -> int:
     if capacity >= waiting or max_in_flight % MAX_IDS_PER_CREATE:
         return capacity
     return capacity - capacity % MAX_IDS_PER_CREATE
+
 
 def plan(
     spec: RolloutSpec,
@@ -253,7 +253,7 @@ class _Planner:
                 if rec is None or rec.state is not InstanceState.CREATING:
                     continue
                 source = intent.invocation_ids[index] if intent.invocation_ids else None
-                task = self._adoptable(intent.action, iid, rec, floor_ms, excluded, source)
+                task = self._adoptable(intent.action, iid, rec, floor_ms, excluded, source, intent.version)
                 if task is not None:
                     self.adopted += 1
                     book.set(iid, invocation_id=task.invocation_id, attempts=rec.attempts + 1)
@@ -300,14 +300,22 @@ class _Planner:
         floor_ms: int,
         excluded: set[str],
         source: str | None,
+        version: str | None = None,
     ) -> Task | None:
-        """The task this intent created, if listed: the right type, created at or after the intent
-        (less the clock skew), and neither listed before the intent nor the instance's previous task."""
+        """The task this intent's own call created, if listed (rule 1, the adoption rule).
+
+        It is of the intent's type, created at or after the intent (less the clock skew), aimed at the
+        intent's exact version if it had one, and it is none of the tasks known before the call: not
+        listed when the intent was made (`excluded`: the instance's history was listed then, see
+        `_covered`), not the instance's previous task, not the task a RETRY/ROLLBACK acts on. An older
+        task that merely looks alike is never taken: the intent waits, then is released."""
         for task in self.obs.for_instance(iid):  # oldest first: the first match is the one we made
             tid = task.invocation_id
             if action is InvocationType.RETRY and tid == source and not task.invocation_status.finished:
                 return task  # the cloud re-ran the failed task in place
-            if tid in excluded or tid == rec.invocation_id or task.invocation_type is not action:
+            if tid in excluded or tid in (rec.invocation_id, source) or task.invocation_type is not action:
+                continue
+            if version is not None and task.target_version not in (None, version):
                 continue
             if task.create_time is not None and task.create_time >= floor_ms:
                 return task
@@ -466,6 +474,8 @@ class _Planner:
             if (rec := book.instances[iid]).retry_at is not None and rec.retry_at <= self.now
         ]
         for _, iid in sorted(due):
+            if not self._covered(iid):
+                continue
             rec = book.instances[iid]
             note = f"attempt {rec.attempts + 1} of {limit + 1}"
             if rec.failure is not Failure.REFUSED and rec.invocation_id is not None:
@@ -484,7 +494,7 @@ class _Planner:
             if capacity <= 0 and not rollback_action:
                 break  # (ROLLBACK goes on: deciding SKIPPED needs no slot)
             rec = book.instances[iid]
-            if self._halted(rec):
+            if self._halted(rec) or not self._covered(iid):
                 continue
             if rec.action is InvocationType.ROLLBACK and rec.rollback_of is None:
                 rec = self._find_rollback_source(iid, rec)
@@ -495,14 +505,20 @@ class _Planner:
                 capacity -= 1
         return starts
 
+    def _covered(self, iid: str) -> bool:
+        """Whether work may start on an instance now: only when its whole history was listed this
+        cycle, so that its intent can name every task that could pass for its own (`_adoptable`).
+        An instance not listed waits for the next cycle, which lists it (`observation_needs`)."""
+        return self.obs.covers(iid)
+
     def _find_rollback_source(self, iid: str, rec: InstanceStatus) -> InstanceStatus:
-        if not self.obs.covers(iid):
-            return rec  # its history was not listed this cycle
         found = rollback_source(self.obs.for_instance(iid))
         if found.task is not None:
             return self.book.set(iid, rollback_of=found.task.invocation_id)
         if found.wait_for is not None:
-            message = f"waiting for UPDATE task {found.wait_for.invocation_id} to end"
+            message = (
+                f"waiting for {found.wait_for.invocation_type} task {found.wait_for.invocation_id} to end"
+            )
             return self.book.set(iid, message=message)
         self.skipped.append(iid)
         message = f"nothing to roll back: {found.skip_reason}"
@@ -524,7 +540,7 @@ class _Planner:
         spec = self.spec
         if starts.creates:
             kind = spec.action.invocation_type
-            key = self._new_intent(kind, starts.creates, ())
+            key = self._new_intent(kind, starts.creates, (), spec.version)
             actions.append(CreateTasks(key, kind, tuple(starts.creates), spec.version_type, spec.version))
         if starts.retries:
             ids, sources = zip(*starts.retries, strict=True)
@@ -536,7 +552,13 @@ class _Planner:
             actions.append(RollbackTasks(key, tuple(sources)))
         return actions
 
-    def _new_intent(self, kind: InvocationType, instance_ids: Iterable[str], sources: Iterable[str]) -> str:
+    def _new_intent(
+        self,
+        kind: InvocationType,
+        instance_ids: Iterable[str],
+        sources: Iterable[str],
+        version: str | None = None,
+    ) -> str:
         ids = tuple(instance_ids)
         base = f"r{self.revision}-{kind.lower()}-{self.now:%Y%m%dT%H%M%SZ}"
         key, n = base, 2
@@ -555,6 +577,7 @@ class _Planner:
             invocation_ids=tuple(sources),
             created_at=self.now,
             preexisting=tuple(preexisting),
+            version=version,
         )
         return key
 

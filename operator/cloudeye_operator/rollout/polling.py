@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType
 from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
-from cloudeye_operator.rollout.status import NOT_STARTED, TASK_STATES, RolloutStatus
+from cloudeye_operator.rollout.status import (
+    HELD_FAILURES,
+    NOT_STARTED,
+    TASK_STATES,
+    InstanceState,
+    RolloutStatus,
+)
+
+RETRYING: Final = HELD_FAILURES | {InstanceState.RETRY_WAIT}
+"""States whose next task is a retry the plan may start."""
 
 
 class PollMode(StrEnum):
@@ -71,25 +81,36 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
     """What to list before calling `plan(spec, ..., status, ...)`.
 
     - every tracked unfinished task (PENDING/RUNNING/ROLLING_BACK), by id;
-    - every instance in an intent (its new task can only be found by listing the instance);
-    - every rollback not started whose UPDATE task is not known (rollbackOnFailure after a restart:
-      the status does not keep a SUCCEEDED task's id);
-    - with action ROLLBACK, every instance not started yet (its UPDATE history decides what to undo),
-      and all of them when a new revision is about to start.
+    - every instance whose whole history the plan needs (by instance): those in an intent (the new
+      task can only be found by listing the instance), and those the plan may start work on, since
+      an intent is only made for an instance whose history was listed in the same cycle (rule 1: the
+      intent names every task that could pass for its own). These are the retries scheduled or held,
+      the rollbacks not started, and the first maxInFlight servers not started in spec order (all of
+      them, when a new revision is about to reset every server);
+    - with action ROLLBACK, every instance not started yet (its history decides what to undo).
+    A paused rollout starts nothing, so it lists only what it tracks.
     """
     spec_ids = spec.instance_ids
     tasks: list[str] = []
     discover = status.intent_instance_ids
+    new_revision = status.revision_key != spec.revision_key
+    starting = not spec.paused
+    fresh = spec.max_in_flight() if starting else 0
     for iid in spec_ids:
         rec = status.instances.get(iid)
-        if rec is None:
-            continue
-        if rec.state in TASK_STATES and rec.invocation_id is not None:
+        state = InstanceState.WAITING if rec is None or new_revision else rec.state
+        if rec is not None and rec.state in TASK_STATES and rec.invocation_id is not None:
             tasks.append(rec.invocation_id)
-        elif rec.state in NOT_STARTED and rec.action is InvocationType.ROLLBACK and rec.rollback_of is None:
+        elif state in NOT_STARTED:
+            if rec is not None and not new_revision and rec.action is InvocationType.ROLLBACK:
+                if starting or rec.rollback_of is None:
+                    discover.add(iid)  # a rollback on failure: its UPDATE is found by listing
+            elif fresh > 0:
+                discover.add(iid)
+                fresh -= 1
+        elif starting and state in RETRYING:
             discover.add(iid)
     if spec.action is RolloutAction.ROLLBACK:
-        new_revision = status.revision_key != spec.revision_key
         for iid in spec_ids:
             rec = status.instances.get(iid)
             if new_revision or rec is None or (rec.state in NOT_STARTED and rec.rollback_of is None):

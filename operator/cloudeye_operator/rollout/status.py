@@ -172,7 +172,10 @@ class Intent(_StatusModel):
     confirmed: tuple[str, ...] = ()
     """Instances the cloud confirmed without a task id: they are adopted by listing, never re-created."""
     preexisting: tuple[str, ...] = ()
-    """Tasks already listed when the intent was made that could pass for its own: never adopted."""
+    """Tasks already listed when the intent was made that could pass for its own: never adopted. The
+    instances' whole histories were listed then, so this is every such task (see planner._covered)."""
+    version: str | None = None
+    """INSTALL/UPDATE: the exact version asked for, if any; a task aimed elsewhere is not this one's."""
 
 
 class Summary(_StatusModel):

@@ -457,6 +457,32 @@ ROWS = [
     ),
     # --- action ROLLBACK ----------------------------------------------------------------------------------
     Row(
+        # Issue 11, case 2: an update that failed and then succeeded through a RETRY was put in effect
+        # by the RETRY: that is the task to roll back (it used to be SKIPPED, "no SUCCEEDED UPDATE").
+        "ROLLBACK: an update that succeeded through RETRYs is rolled back by its last RETRY",
+        spec={"n": 4, "action": "ROLLBACK"},
+        instances={},
+        tasks=[
+            task("u0", I[0], "UPDATE", "FAILED", at(-3000)),
+            task("r0a", I[0], "RETRY", "FAILED", at(-2900)),
+            task("r0b", I[0], "RETRY", "SUCCEEDED", at(-2800), current_version="2.6.1"),
+            task("x1", I[1], "INSTALL", "FAILED", at(-3000)),
+            task("r1", I[1], "RETRY", "SUCCEEDED", at(-2900)),
+            task("u2", I[2], "UPDATE", "FAILED", at(-3000)),
+            task("r2", I[2], "RETRY", "ROLLBACKED", at(-2900)),
+            task("b2", I[2], "ROLLBACK", "SUCCEEDED", at(-2800)),
+            task("u3", I[3], "UPDATE", "SUCCEEDED", at(-9000)),
+            task("r3", I[3], "RETRY", "RUNNING", at(-30)),
+        ],
+        actions=[("rollback", ("r0b",))],
+        states={I[0]: "CREATING", I[1]: "SKIPPED", I[2]: "SKIPPED", I[3]: "WAITING"},
+        check=lambda p: (
+            _msg(I[1], "continued an INSTALL")(p),
+            _msg(I[2], "already rolled back")(p),
+            _msg(I[3], "waiting for RETRY task r3")(p),
+        ),
+    ),
+    Row(
         "ROLLBACK: the latest SUCCEEDED UPDATE of each instance; nothing -> SKIPPED",
         spec={"n": 5, "action": "ROLLBACK"},
         instances={},
@@ -472,7 +498,7 @@ ROWS = [
         actions=[("rollback", ("u0", "u4old"))],
         states={I[0]: "CREATING", I[1]: "SKIPPED", I[2]: "SKIPPED", I[3]: "WAITING", I[4]: "CREATING"},
         check=lambda p: (
-            _msg(I[1], "no SUCCEEDED UPDATE task")(p),
+            _msg(I[1], "installed by task x1, not updated since")(p),
             _msg(I[2], "already rolled back")(p),
             _msg(I[3], "waiting for UPDATE task u3")(p),
         ),

@@ -51,7 +51,9 @@ def test_needs_of_a_rollout_in_progress() -> None:
         },
         intents={"k": {"action": "UPDATE", "instanceIds": [I[2]], "createdAt": at(0)}},
     )
-    assert observation_needs(spec, status) == PollNeeds(("t0", "t1"), (I[2],))
+    # I[2]: its intent's task is found by listing; I[4]: not started, so its history is listed before
+    # an intent is made for it (rule 1).
+    assert observation_needs(spec, status) == PollNeeds(("t0", "t1"), (I[2], I[4]))
 
 
 def test_needs_of_a_rollback_include_the_history_of_instances_not_started() -> None:
@@ -79,9 +81,35 @@ def test_needs_of_a_rollback_on_failure_whose_update_task_is_not_in_status() -> 
             I[2]: {"state": "GAVE_UP", "invocationId": "t2"},
         },
     )
-    assert observation_needs(spec, status) == PollNeeds((), (I[0],))
+    assert observation_needs(spec, status) == PollNeeds((), (I[0], I[1]))
 
 
 def test_needs_ignore_instances_no_longer_in_the_spec() -> None:
     status = make_status(make_spec(I[:2]), {I[1]: {"state": "RUNNING", "invocationId": "t1"}})
-    assert observation_needs(make_spec(I[:1]), status) == PollNeeds((), ())
+    assert observation_needs(make_spec(I[:1]), status) == PollNeeds((), (I[0],))
+
+
+def test_needs_list_the_history_of_what_may_start_and_no_more() -> None:
+    # An intent is only made for an instance whose whole history was listed in the same cycle: the
+    # retries, and the first maxInFlight servers not started (spec order); nothing while paused.
+    spec = make_spec(I[:6], strategy={"maxInFlight": 2})
+    status = make_status(
+        spec,
+        {
+            I[0]: {"state": "RETRY_WAIT", "invocationId": "t0", "failure": "FAILED"},
+            I[1]: {"state": "SUCCEEDED"},
+            I[2]: {"state": "RUNNING", "invocationId": "t2"},
+        },
+    )
+    assert observation_needs(spec, status) == PollNeeds(("t2",), (I[0], I[3], I[4]))
+    paused = make_spec(I[:6], strategy={"maxInFlight": 2}, paused=True)
+    assert observation_needs(paused, status) == PollNeeds(("t2",), ())
+
+
+def test_needs_of_a_new_revision_list_the_servers_it_will_start() -> None:
+    # A version edit resets every server to WAITING in the cycle that switches the revision.
+    old = make_spec(I[:3], version="2.7.2")
+    status = make_status(old, {iid: {"state": "SUCCEEDED"} for iid in I[:3]})
+    new = make_spec(I[:3], version="2.7.3", strategy={"maxInFlight": 2})
+    assert observation_needs(old, status) == PollNeeds((), ())
+    assert observation_needs(new, status) == PollNeeds((), (I[0], I[1]))
