@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -82,7 +84,22 @@ def from_secret_data(data: Mapping[str, str] | None, source: str) -> Credentials
 
 
 def fingerprint(credentials: Credentials) -> str:
-    """A stable, non-reversible id of the credentials, to notice a rotated Secret."""
+    """A stable, non-reversible id of the credentials, to notice a rotated Secret (kept in memory)."""
+    return hashlib.sha256(_material(credentials)).hexdigest()[:16]
+
+
+_TAG_KEY: Final = secrets.token_bytes(32)
+"""Random per process and never written anywhere: a tag cannot be tested against guessed secrets."""
+
+
+def tag(credentials: Credentials) -> str:
+    """An id of the credentials that may be written to status (rule 4): keyed with a random key that
+    lives only in this process, so it reveals nothing about them. It changes when they change, and
+    with every restart of the operator (which then simply counts as a change)."""
+    return hmac.new(_TAG_KEY, _material(credentials), hashlib.sha256).hexdigest()[:16]
+
+
+def _material(credentials: Credentials) -> bytes:
     match credentials:
         case TokenCredentials(token=token):
             material = "token:" + token.get_secret_value()
@@ -90,7 +107,7 @@ def fingerprint(credentials: Credentials) -> str:
             material = f"aksk:{ak}:{sk.get_secret_value()}"
         case PasswordCredentials(username=user, password=password, domain=domain):
             material = f"password:{user}:{domain}:{password.get_secret_value()}"
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
+    return material.encode()
 
 
 def to_auth(credentials: Credentials, project_id: str, iam_endpoint: str) -> httpx.Auth:

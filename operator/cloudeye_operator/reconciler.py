@@ -24,7 +24,7 @@ from cloudeye_operator.cloudeye.errors import (
 )
 from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType, ListedTask
 from cloudeye_operator.config import OperatorSettings
-from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data
+from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data, tag
 from cloudeye_operator.kube import KubeError, SecretNotFound
 from cloudeye_operator.listings import ProjectListing, SharedListings
 from cloudeye_operator.rollout import (
@@ -229,8 +229,9 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         return await unobservable(error)
 
     faulthooks.reach("after-observe")
+    credentials_tag = tag(credentials)
     result = plan(spec, rollout.generation, status, observed, now,
-                  claimed_elsewhere=rollout.claimed_elsewhere)
+                  claimed_elsewhere=rollout.claimed_elsewhere, credentials=credentials_tag)
     del observed  # the listing's tasks: not held across the awaits below (50 rollouts cycle at once)
     status = result.status
     await persisted.write(status)  # the intents are durable before any call (rule 1)
@@ -252,7 +253,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
             deps.project_counts[target.project_key] += sum(1 for item in outcome.results if item.ok)
         metrics.record_tasks(action, outcome)
         faulthooks.reach(f"after-{kind}")
-        status = record_outcome(status, action, outcome, deps.clock())
+        status = record_outcome(status, action, outcome, deps.clock(), credentials_tag)
         await persisted.write(status)
         trouble = outcome_event(action, outcome)
         if trouble is not None:

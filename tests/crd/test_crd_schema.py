@@ -264,6 +264,7 @@ def test_status_is_typed_not_preserved() -> None:
         "revisionKey",
         "startedAt",
         "lastProgressAt",
+        "deadlineExceededGeneration",
         "apiError",
         "summary",
         "instances",
@@ -561,6 +562,7 @@ def test_intents_are_typed() -> None:
         "createdAt",
         "confirmed",
         "preexisting",
+        "version",
     }
     assert sorted(intent["required"]) == ["action", "createdAt", "instanceIds"]
     assert intent["properties"]["createdAt"]["format"] == "date-time"

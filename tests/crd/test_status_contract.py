@@ -212,12 +212,13 @@ def drive(
     `answer` replaces the fake cloud's answer to the cycle's task actions (the cloud is not called).
     """
     observed = Observation.of(sim.cloud.tasks.values())
-    p = plan(sim.spec, sim.generation, sim.status, observed, now, claimed_elsewhere=sim.claimed)
+    p = plan(sim.spec, sim.generation, sim.status, observed, now, claimed_elsewhere=sim.claimed,
+             credentials="tag-1")
     sim.status = p.status
     seen.append(sim.status)
     for action in task_actions(p):
         outcome = answer(action) if answer is not None else sim.cloud.run(action, now)
-        sim.status = record_outcome(sim.status, action, outcome, now)
+        sim.status = record_outcome(sim.status, action, outcome, now, "tag-1")
         seen.append(sim.status)
     return p
 
@@ -305,6 +306,16 @@ def _confirmed_and_preexisting(seen: list[RolloutStatus]) -> None:
     drive(sim2, at(15), seen)  # held: no call for a while, the error stays
 
 
+def _deadline(seen: list[RolloutStatus]) -> None:
+    """A task stuck RUNNING past the progress deadline: it fires, and stays fired."""
+    strategy = {"progressDeadlineSeconds": 60, "maxInFlight": 1}
+    sim = Sim(make_spec(["ecs-d0", "ecs-d1"], strategy=strategy), cloud=FakeCloud())
+    drive(sim, at(0), seen)
+    sim.cloud.finish(["ecs-d0"], "RUNNING")
+    drive(sim, at(15), seen)
+    drive(sim, at(90), seen)
+
+
 @functools.cache
 def planner_statuses() -> tuple[RolloutStatus, ...]:
     seen: list[RolloutStatus] = []
@@ -313,6 +324,7 @@ def planner_statuses() -> tuple[RolloutStatus, ...]:
         _paused_timeout,
         _rollback_action,
         _confirmed_and_preexisting,
+        _deadline,
     ):
         scenario(seen)
     return tuple(seen)
@@ -358,10 +370,15 @@ def full_status() -> RolloutStatus:
         created_at=at(40),
         confirmed=("ecs-retry-wait",),
         preexisting=("t000009",),
+        version="2.6.1",
     )
     api_error = next(s.api_error for s in reversed(seen) if s.api_error is not None)
     # A status with every top-level field set (conditions, revision, times) to carry the merge.
-    base = next(s for s in seen if len(s.conditions) == 3 and s.started_at and s.last_progress_at)
+    base = next(
+        s
+        for s in seen
+        if len(s.conditions) == 3 and s.started_at and s.last_progress_at and s.deadline_exceeded_generation
+    )
     return base.model_copy(
         update={
             "instances": instances,

@@ -27,7 +27,11 @@ from cloudeye_operator.rollout.status import (
 
 
 def record_outcome(
-    status: RolloutStatus, action: Action, outcome: ActionOutcome, now: datetime
+    status: RolloutStatus,
+    action: Action,
+    outcome: ActionOutcome,
+    now: datetime,
+    credentials: str | None = None,
 ) -> RolloutStatus:
     """The status after running `action` (a task action from the last plan) with `outcome`.
 
@@ -39,7 +43,8 @@ def record_outcome(
     - Ambiguous: those items stay in the intent; the next plan adopts (or, if nothing was created,
       releases) them from the listing;
     - CallFailed: nothing was created for the unanswered items: released; the error is recorded so no
-      new call is made for a while; 4xx makes the rollout Stalled with a reason naming the cause.
+      new call is made for a while with the same `credentials` (a tag, see credentials.tag); 4xx
+      makes the rollout Stalled with a reason naming the cause.
     Items the cloud did not answer at all (a short answer) stay in the intent, like Ambiguous ones.
     """
     if isinstance(action, Event):
@@ -128,6 +133,7 @@ def record_outcome(
             message=outcome.error_msg or "",
             time=now,
             generation=status.observed_generation,
+            credentials=credentials,
         )
         update["api_error"] = error
         reason = api_error_reason(outcome.http_status)

@@ -141,12 +141,16 @@ def plan(
     now: datetime,
     *,
     claimed_elsewhere: Mapping[str, str] | None = None,
+    credentials: str | None = None,
 ) -> Plan:
     """Decide the next step of a rollout. Pure: the same inputs give the same Plan.
 
     `claimed_elsewhere`: instance id -> "namespace/name" of another rollout with unfinished work on it.
+    `credentials`: a tag of the credentials this cycle uses (`credentials.tag`), to tell rotated ones.
     """
-    return _Planner(spec, generation, status, observed, utc_seconds(now), claimed_elsewhere or {}).run()
+    planner = _Planner(spec, generation, status, observed, utc_seconds(now), claimed_elsewhere or {})
+    planner.credentials = credentials
+    return planner.run()
 
 
 @dataclass
@@ -189,7 +193,10 @@ class _Planner:
         self.failures = 0
         self.budget = 0
         self.over_budget = False
+        # A deadline that fired stays fired until the spec changes (a new generation): no new task.
+        self.deadline_fired = status.deadline_exceeded_generation == generation
         self.api_hold: datetime | None = None
+        self.credentials: str | None = None
 
     # --- the cycle ------------------------------------------------------------------------------
 
@@ -415,8 +422,9 @@ class _Planner:
     # --- 7. retries wait, or are held --------------------------------------------------------------
 
     def _halted(self, rec: InstanceStatus) -> bool:
-        """No new task for this instance for now (paused, or over budget unless it is a recovery)."""
-        return self.spec.paused or (self.over_budget and not self._is_recovery(rec))
+        """No new task for this instance for now: paused, the progress deadline fired, or over budget
+        (unless it is a recovery)."""
+        return self.spec.paused or self.deadline_fired or (self.over_budget and not self._is_recovery(rec))
 
     def _hold_or_schedule_retries(self) -> None:
         book = self.book
@@ -424,7 +432,7 @@ class _Planner:
             rec = book.instances[iid]
             if rec.failure is not None and not self._halted(rec):
                 book.set(iid, state=InstanceState.RETRY_WAIT)
-        if self.spec.paused or self.over_budget:
+        if self.spec.paused or self.deadline_fired or self.over_budget:
             for iid in book.ids_in(InstanceState.RETRY_WAIT):
                 rec = book.instances[iid]
                 if self._halted(rec):
@@ -454,8 +462,9 @@ class _Planner:
         error = self.api_error
         if error is None:
             return None
-        if error.generation != self.generation:
-            self.api_error = None  # the spec changed: try again at once
+        rotated = error.credentials is not None and error.credentials != self.credentials
+        if error.generation != self.generation or rotated:
+            self.api_error = None  # the spec or the credentials changed: try again at once
             return None
         until = error.time + API_ERROR_RETRY_AFTER
         return until if until > self.now else None
@@ -599,7 +608,7 @@ class _Planner:
         finished = (
             not live
             and not self.waiting_revision
-            and (not remaining or (self.over_budget and not recovering))
+            and (not remaining or (self.over_budget and not recovering) or self.deadline_fired)
         )
         if spec.action is RolloutAction.ROLLBACK:
             ready = len(by[InstanceState.ROLLED_BACK]) + len(by[InstanceState.SKIPPED]) == summary.total
@@ -614,7 +623,9 @@ class _Planner:
         if book.moved or self.revision_started or resumed or last_progress is None:
             last_progress = now
         deadline = timedelta(seconds=spec.strategy.progress_deadline_seconds)
-        deadline_hit = not finished and not spec.paused and now - last_progress >= deadline
+        deadline_hit = self.deadline_fired or (
+            not finished and not spec.paused and now - last_progress >= deadline
+        )
 
         text = _summary_text(spec, summary)
         blocked = Counter(self.claimed.get(iid, "?") for iid in by[InstanceState.BLOCKED])
@@ -625,18 +636,23 @@ class _Planner:
         api_reason = api_error_reason(self.api_error.http_status) if self.api_error else None
         if self.api_error is not None and api_reason is not None:
             stalled = (api_reason, describe_api_error(self.api_error))
-        elif self.over_budget:
-            extra = f"; rolling back {recovering} updated instance(s)" if recovering else ""
+        elif self.over_budget and not recovering:
+            # While rollbacks on failure go on, the rollout is still working (Reconciling=True,
+            # reason RollingBack): automation must not read "done" before they have ended.
             stalled = (
                 R_BUDGET,
-                f"{self.failures} failed > maxFailures {self.budget}: no new work is started{extra}; {text}",
+                f"{self.failures} failed > maxFailures {self.budget}: no new work is started; {text}",
+            )
+        elif deadline_hit and not ready:
+            # (When it fired: the condition's lastTransitionTime.)
+            seconds = spec.strategy.progress_deadline_seconds
+            stalled = (
+                R_DEADLINE,
+                f"no instance changed state for {seconds}s: no new task is started until the spec "
+                f"changes; {text}",
             )
         elif finished and not ready:
             stalled = (R_COMPLETED_WITH_FAILURES, f"finished without success everywhere: {text}")
-        elif deadline_hit:
-            since = last_progress.strftime("%Y-%m-%dT%H:%M:%SZ")
-            seconds = spec.strategy.progress_deadline_seconds
-            stalled = (R_DEADLINE, f"no instance changed state for {seconds}s (since {since}); {text}")
 
         if self.waiting_revision:
             progress_reason = R_WAITING_REVISION
@@ -653,7 +669,11 @@ class _Planner:
         elif summary.pending == summary.total:
             progress_reason, text_r = R_PENDING, text
         elif recovering:
-            progress_reason, text_r = R_ROLLING_BACK, text
+            progress_reason = R_ROLLING_BACK
+            text_r = (
+                f"{self.failures} failed > maxFailures {self.budget}: rolling back {recovering} "
+                f"updated instance(s), no other new work; {text}"
+            )
         else:
             progress_reason, text_r = R_PROGRESSING, text
         if blocked_text:
@@ -706,6 +726,7 @@ class _Planner:
                 "started_at": self.started_at,
                 "last_progress_at": last_progress,
                 "api_error": self.api_error,
+                "deadline_exceeded_generation": gen if deadline_hit and not ready else None,
             }
         )
         requeue = self._requeue(finished, live, deadline_hit, last_progress + deadline, actions)

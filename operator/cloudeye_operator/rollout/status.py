@@ -229,6 +229,9 @@ class ApiErrorRecord(_StatusModel):
     message: str = ""
     time: datetime
     generation: int = 0
+    credentials: str | None = None
+    """A tag of the credentials the call was made with (`credentials.tag`: reveals nothing of them).
+    The hold after a refused call is for those credentials: rotated ones are used at once."""
 
 
 class RolloutStatus(_StatusModel):
@@ -247,6 +250,8 @@ class RolloutStatus(_StatusModel):
     last_progress_at: datetime | None = None
     """When an instance last changed state (the progress deadline counts from here)."""
     api_error: ApiErrorRecord | None = None
+    deadline_exceeded_generation: int | None = None
+    """The generation whose progress deadline fired: it starts no new task until the spec changes."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RolloutStatus:

@@ -303,8 +303,13 @@ ROWS = [
         },
         actions=[("rollback", ("t1", "t2"))],
         states={I[1]: "CREATING", I[2]: "CREATING", I[3]: "WAITING"},
-        phase="Stalled",
-        conditions={"Stalled": ("True", "FailureBudgetExceeded")},
+        # Still working until the rollbacks end (issue 11, case 5): not Stalled, Reconciling=True.
+        phase="Progressing",
+        conditions={
+            "Stalled": ("False", "AsExpected"),
+            "Reconciling": ("True", "RollingBack"),
+            "Ready": ("False", "RollingBack"),
+        },
         check=lambda p: (
             p.status.instances[I[1]].rollback_of == "t1" or pytest.fail("rollbackOf"),
             p.status.instances[I[1]].action == "ROLLBACK" or pytest.fail("action"),

@@ -101,9 +101,11 @@ def test_budget_exceeded_rolls_back_what_this_revision_updated() -> None:
     p = sim.cycle(at(15))
     assert shape(p) == [("rollback", ("t000002",))]
     assert "RollingBack" in reasons(p)
-    assert "FailureBudgetExceeded" in reasons(p)
     assert sim.status.instances[I[1]].state == "ROLLING_BACK"
-    assert sim.status.phase == "Stalled"
+    # Still working: Stalled only once the rollbacks have ended (automation must not read "done").
+    assert sim.status.phase == "Progressing"
+    assert cond(sim.status, "Reconciling") == ("True", "RollingBack")
+    assert cond(sim.status, "Stalled")[0] == "False"
     # The update still running succeeds later: it is rolled back too. i3 never starts.
     sim.cloud.finish([I[2]], "SUCCEEDED")
     p = sim.cycle(at(30))
@@ -122,6 +124,8 @@ def test_budget_exceeded_rolls_back_what_this_revision_updated() -> None:
     assert sim.status.summary.rolled_back == 2
     assert sim.status.phase == "Failed"
     assert cond(sim.status, "Ready")[0] == "False"
+    assert cond(sim.status, "Stalled") == ("True", "FailureBudgetExceeded")
+    assert "FailureBudgetExceeded" in reasons(p)
     assert p.requeue_after is None
     assert sim.cloud.count(CreateTasks) == 1
     assert sim.cloud.count(RollbackTasks) == 2
