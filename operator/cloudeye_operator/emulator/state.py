@@ -11,9 +11,12 @@ is the target version of its latest task that had SUCCEEDED by then.
 
 Rules beyond the API pages, chosen for the emulator and documented here:
 - RETRY is accepted for any FAILED/TIMEOUT task whose server is idle, even an older one.
-- ROLLBACK is accepted for a SUCCEEDED UPDATE task, or a SUCCEEDED RETRY of an UPDATE; the new
-  task targets the version the server had before that update. Rollbacks always succeed; when one
-  has, the rolled-back task reports ROLLBACKED.
+- ROLLBACK is accepted for a SUCCEEDED UPDATE task, or a SUCCEEDED RETRY of an UPDATE (the task
+  that put the version in effect when the UPDATE itself failed); the new task targets the version
+  the server had before that update. The API pages say only that ROLLBACK names tasks by id
+  (`invocation_ids`, mandatory for ROLLBACK and RETRY); they do not restrict which, so the emulator
+  takes the reading that lets every successful update be undone, and refuses the rest with
+  invocationmgr.0006. Rollbacks always succeed; when one has, the rolled-back task reports ROLLBACKED.
 - Refused items carry ``instance_id`` when known, never an ``invocation_id`` (that field always
   names a task that was created), and an ``error_code``/``error_msg`` from ITEM_ERRORS.
 """

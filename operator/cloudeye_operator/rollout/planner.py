@@ -2,16 +2,24 @@
 
 One cycle, in order:
   1. sync      the instance map with spec.instances (added: WAITING; removed: dropped)
-  2. settle    intents left by an earlier cycle: adopt the listed task, or release (rule 1)
+  2. settle    intents left by an earlier cycle: adopt the task the intent's own call created, or
+               release (rule 1). Its own task: the intent's type (and exact version), created after
+               the intent less the clock skew, and none of the tasks known before the call; those
+               are complete because an intent is only made for an instance whose whole history was
+               listed in the same cycle (see 9). An older task that merely looks alike is never
+               taken: when nothing qualifies the intent waits, then is released.
   3. observe   the tracked task of every instance that has one unfinished
   4. revision  a changed action/version/versionType starts revision+1 once the old tasks have ended
   5. classify  failures: retry allowed (FAILED/TIMEOUT/REFUSED + retryAt) or GAVE_UP
   6. budget    GAVE_UP > maxFailures: start nothing new; with rollbackOnFailure, mark updated
-               instances for rollback
+               instances for rollback (of the task that changed the version: the UPDATE, or the
+               RETRY through which it succeeded)
   7. hold      retries wait (RETRY_WAIT) unless the rollout is paused or over budget (then the
                failure state shows, holding no slot)
   8. claims    not-started instances claimed by another rollout are BLOCKED
-  9. start     due retries, then new work in spec order up to maxInFlight, as intents
+  9. start     due retries, then new work in spec order up to maxInFlight, as intents; only on
+               instances whose whole history this cycle listed (the rest wait for the next cycle);
+               nothing once the progress deadline fired, until the spec changes
  10. conclude  summary, conditions, phase, events, requeue
 
 Nothing here does I/O or reads a clock: `now` is an argument, so the same inputs give the same plan.

@@ -95,7 +95,8 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
     discover = status.intent_instance_ids
     new_revision = status.revision_key != spec.revision_key
     starting = not spec.paused
-    fresh = spec.max_in_flight() if starting else 0
+    # As many as could start this cycle, of each kind (a blocked one starts once its claim ends).
+    fresh = dict.fromkeys(NOT_STARTED, spec.max_in_flight() if starting else 0)
     for iid in spec_ids:
         rec = status.instances.get(iid)
         state = InstanceState.WAITING if rec is None or new_revision else rec.state
@@ -105,9 +106,9 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
             if rec is not None and not new_revision and rec.action is InvocationType.ROLLBACK:
                 if starting or rec.rollback_of is None:
                     discover.add(iid)  # a rollback on failure: its UPDATE is found by listing
-            elif fresh > 0:
+            elif fresh[state] > 0:
                 discover.add(iid)
-                fresh -= 1
+                fresh[state] -= 1
         elif starting and state in RETRYING:
             discover.add(iid)
     if spec.action is RolloutAction.ROLLBACK:
