@@ -242,3 +242,51 @@ def test_creating_without_an_intent_is_settled_like_an_intent(
     p = plan(spec, 1, status, observe(*tasks), at(now))  # type: ignore[arg-type]
     assert len(shape(p)) == creates
     assert p.status.instances[I[0]].state == expected_state
+
+
+# --- Issue 11: an intent is settled only by the task its own call created ----------------------------
+
+
+def test_no_intent_is_made_for_an_instance_whose_history_was_not_listed() -> None:
+    # Its intent could not name the tasks known before the call; it starts next cycle, once listed.
+    spec = make_spec(I[:2])
+    p = plan(spec, 1, RolloutStatus(), observe(listed=[I[0]]), at(0))
+    assert shape(p) == [("create-update", (I[0],))]
+    assert p.status.instances[I[1]].state == "WAITING"
+
+
+def test_a_lost_retry_never_adopts_an_earlier_retry_of_its_chain() -> None:
+    # UPDATE, RETRY 1 and RETRY 2 failed within seconds (backoff 1 s): all inside the skew window.
+    spec = make_spec(I[:1], strategy={"retry": {"limit": 3, "backoffSeconds": 1}})
+    chain = [
+        task("u", I[0], "UPDATE", "FAILED", at(0)),
+        task("r1", I[0], "RETRY", "FAILED", at(10)),
+        task("r2", I[0], "RETRY", "FAILED", at(20)),
+    ]
+    status = make_status(
+        spec,
+        {I[0]: {"state": "RETRY_WAIT", "invocationId": "r2", "attempts": 3, "failure": "FAILED",
+                "retryAt": at(29)}},
+    )
+    p = plan(spec, 1, status, observe(*chain, listed=[I[0]]), at(30))
+    assert shape(p) == [("retry", ("r2",))]
+    (intent,) = p.status.intents.values()
+    assert intent.preexisting == ("r1", "r2")
+    # The answer is lost and RETRY 3 was never created: r1 (FAILED, a RETRY, recent) is not ours.
+    waiting = plan(spec, 1, p.status, observe(*chain, listed=[I[0]]), at(45))
+    assert shape(waiting) == []
+    assert waiting.status.instances[I[0]].state == "CREATING"
+    released = plan(spec, 1, waiting.status, observe(*chain, listed=[I[0]]), at(61))
+    assert shape(released) == [("retry", ("r2",))]  # r2 again, once: never a second RETRY of r1
+    # And had it been created, it is adopted.
+    r3 = task("r3", I[0], "RETRY", "RUNNING", at(31))
+    adopted = plan(spec, 1, p.status, observe(*chain, r3, listed=[I[0]]), at(45))
+    assert (shape(adopted), adopted.status.instances[I[0]].invocation_id) == ([], "r3")
+
+
+def test_a_task_aimed_at_another_version_is_not_the_intents() -> None:
+    spec = make_spec(I[:1], version="2.7.3")
+    p = plan(spec, 1, RolloutStatus(), observe(listed=[I[0]]), at(100))
+    stale = task("stale", I[0], "UPDATE", "FAILED", at(101), target_version="2.7.2")
+    later = plan(spec, 1, p.status, observe(stale, listed=[I[0]]), at(200))
+    assert shape(later) == [("create-update", (I[0],))]

@@ -316,3 +316,28 @@ def test_a_retry_holding_a_slot_does_not_split_a_batch() -> None:
     sim.cycle(at(90))  # i0 retried
     creates = [len(a.instance_ids) for a in sim.cloud.calls if isinstance(a, CreateTasks)]
     assert creates == [200, 100, 100]  # ceil(400 / 100) = 4 calls (the client splits 200 in two)
+
+
+def test_a_fired_progress_deadline_starts_nothing_until_the_spec_changes() -> None:
+    spec = make_spec(I[:2], strategy={"maxInFlight": 1, "progressDeadlineSeconds": 60})
+    sim = Sim(spec)
+    sim.cycle(at(0))  # i0 starts, i1 waits for a slot
+    sim.cloud.finish([I[0]], "RUNNING")
+    sim.cycle(at(15))
+    sim.cycle(at(75))  # no progress for 60 s
+    assert cond(sim.status, "Stalled") == ("True", "ProgressDeadlineExceeded")
+    assert sim.status.deadline_exceeded_generation == 1
+    sim.cloud.finish([I[0]], "FAILED")  # the stuck task ends: a retry would be allowed, i1 could start
+    p = sim.cycle(at(90))
+    assert shape(p) == []
+    assert sim.status.instances[I[0]].state == "FAILED"  # held, not retried
+    assert sim.status.instances[I[1]].state == "WAITING"
+    assert cond(sim.status, "Stalled") == ("True", "ProgressDeadlineExceeded")
+    assert cond(sim.status, "Reconciling")[0] == "False"
+    assert sim.status.phase == "Failed"
+    assert p.requeue_after is None  # settled: nothing to watch until the spec changes
+    sim.spec, sim.generation = make_spec(I[:2], strategy={"maxInFlight": 1}), 2
+    p = sim.cycle(at(100))
+    assert sim.status.deadline_exceeded_generation is None
+    assert cond(sim.status, "Stalled")[0] == "False"
+    assert sim.status.instances[I[0]].state in ("RETRY_WAIT", "CREATING", "PENDING")
