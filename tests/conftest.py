@@ -18,9 +18,7 @@ __all__ = ["control_plane"]
 def cluster(control_plane: ControlPlane) -> ControlPlane:
     """The control plane with our CRD installed and established."""
     control_plane.kubectl("apply", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/agentrollouts.cloudeye.dev"
-    )
+    control_plane.wait_established("agentrollouts.cloudeye.dev")
     wait_for(
         lambda: control_plane.kubectl("get", "ar", check=False).returncode == 0,
         30,

@@ -228,8 +228,7 @@ def test_served_kinds_are_applied_to_the_real_api_server(control_plane: ControlP
     assert len(crds) == 3
     for crd in crds:  # for real: what follows needs them served
         cp.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                   f"crd/{crd['metadata']['name']}")
+        cp.wait_established(crd["metadata"]["name"])
     for kind in ("ar", "clusterkopfpeerings.kopf.dev"):
         deadline_ok = False
         for _ in range(100):
@@ -252,8 +251,7 @@ def test_served_kinds_are_applied_to_the_real_api_server(control_plane: ControlP
 def test_the_api_server_rejects_a_bad_rollout_on_dry_run(control_plane: ControlPlane) -> None:
     """The dry runs above are real validation: a bad object is refused the same way."""
     control_plane.kubectl("apply", "-f", str(REPO / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/agentrollouts.cloudeye.dev")
+    control_plane.wait_established("agentrollouts.cloudeye.dev")
     bad = load(DEPLOY / "examples" / "update-canary.yaml")[0]
     bad["spec"]["action"] = "REINSTALL"
     out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(bad), check=False)

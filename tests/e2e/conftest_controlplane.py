@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,17 @@ class ControlPlane:
                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
             )
         return proc
+
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Wait until the CRD named `crd` is Established. (`kubectl wait` alone fails at once,
+        "status.conditions accessor error", on a CRD the API server has not given a status yet.)"""
+        deadline = time.monotonic() + timeout
+        conditions = ("get", f"crd/{crd}", "-o", "jsonpath={.status.conditions}")
+        while not self.kubectl(*conditions, check=False).stdout.strip():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"crd/{crd} has no status after {timeout:.0f}s")
+            time.sleep(0.2)
+        self.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", f"crd/{crd}")
 
     def apiserver_log(self) -> str:
         log = self.state_dir / "apiserver.log"

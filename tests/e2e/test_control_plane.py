@@ -102,7 +102,7 @@ def widget(name: str, spec: dict[str, object], labels: dict[str, str] | None = N
 def cp(control_plane: ControlPlane) -> ControlPlane:
     """The control plane with the test CRD applied and Established."""
     control_plane.kubectl("apply", "-f", "-", stdin=WIDGET_CRD)
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    control_plane.wait_established(CRD_NAME)
     return control_plane
 
 
@@ -136,7 +136,7 @@ def test_real_crd_applies(control_plane: ControlPlane) -> None:
         pytest.skip(f"{REAL_CRD} not written yet")
     control_plane.kubectl("apply", "--server-side", "-f", str(REAL_CRD))
     name = "agentrollouts.cloudeye.dev"
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    control_plane.wait_established(name)
     out = control_plane.kubectl("api-resources", "--api-group=cloudeye.dev").stdout
     assert "agentrollouts" in out
 

@@ -92,7 +92,7 @@ def private_cluster(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Con
     cp = ControlPlane(kubeconfig=state / "kubeconfig", state_dir=state)
     try:
         cp.kubectl("apply", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/agentrollouts.cloudeye.dev")
+        cp.wait_established("agentrollouts.cloudeye.dev")
         wait_for(lambda: cp.kubectl("get", "ar", check=False).returncode == 0, 30, "agentrollouts served")
         yield cp
     finally:
