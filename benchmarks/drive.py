@@ -43,6 +43,8 @@ from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
 from cloudeye_operator.sessions import ClientPool
 
 UNFINISHED = ("CREATING", "PENDING", "RUNNING", "ROLLING_BACK")
+STARTABLE = ("WAITING", "BLOCKED", "RETRY_WAIT", "FAILED", "TIMEOUT", "REFUSED")
+"""States a cycle may start work from: rule 1 has it list such a server's history first."""
 PAGE = 100
 
 
@@ -233,7 +235,7 @@ async def _drive(
             "rollouts": len(active), "unfinished": unfinished, "project_tasks": project_tasks,
             "list_calls": delta[Endpoint.LIST.value], "create_calls": delta[Endpoint.BATCH_CREATE.value],
             "cpu_ms": cpu * 1000, "wall_ms": wall * 1000,
-            "patches": [], "patch_bytes": [], "changed": [], "spurious": 0,
+            "patches": [], "patch_bytes": [], "changed": [], "spurious": 0, "started": 0,
         }
         for k, (i, cycle) in enumerate(zip(active, cycles, strict=True)):
             cluster = clusters[i]
@@ -243,6 +245,10 @@ async def _drive(
             changed = set().union(*(ids for _, ids in new)) if new else set()
             step["changed"].append(len(changed))
             old_states, new_states = states(before[k]), states(cluster.status)
+            step["started"] += sum(
+                1 for iid, state in new_states.items()
+                if state in UNFINISHED and old_states.get(iid, "WAITING") in STARTABLE
+            )
             if cycle.patches and old_states == new_states and not (cluster.status.get("intents") or {}) \
                     and before[k].get("summary") == cluster.status.get("summary") and before[k]:
                 step["spurious"] += 1

@@ -40,6 +40,15 @@ def child(module: str, *args: str) -> Any:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def target(step: dict[str, Any]) -> int:
+    """Per rollout, the cheaper of a paged listing of the project and one call per thing the cycle
+    must see: each unfinished task, and each server it starts (rule 1: an intent is only made for a
+    server whose history the same cycle listed)."""
+    rollouts = step["rollouts"]
+    seen = step["unfinished"] + step.get("started", 0)
+    return rollouts * min(max(1, math.ceil(step["project_tasks"] / PAGE)), math.ceil(seen / rollouts))
+
+
 def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
     cfg = result["config"]
     steps = result["steps"]
@@ -49,12 +58,8 @@ def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
     # waves of MAX_IN_FLIGHT): each must list no more than the target.
     listing = [s for s in steps if s["list_calls"] > 0]
     worst = max(listing, key=lambda s: (s["unfinished"], s["list_calls"]))  # the wave's poll
-    # Per rollout, the target: the cheaper of a paged listing of the project and one call per task.
-    bound = worst["rollouts"] * min(max(1, math.ceil(worst["project_tasks"] / PAGE)),
-                                    math.ceil(worst["unfinished"] / worst["rollouts"]))
-    over = [s for s in listing
-            if s["list_calls"] > s["rollouts"] * min(max(1, math.ceil(s["project_tasks"] / PAGE)),
-                                                     math.ceil(s["unfinished"] / s["rollouts"]))]
+    bound = target(worst)
+    over = [s for s in listing if s["list_calls"] > target(s)]
     naive = worst["unfinished"]
     minimum = max(1, math.ceil(worst["unfinished"] / PAGE))
     poll_patches = [p for s in polls for p in s["patches"]]
