@@ -514,7 +514,7 @@ class _Planner:
             if self._halted(rec) or not self._covered(iid):
                 continue
             if rec.action is InvocationType.ROLLBACK and rec.rollback_of is None:
-                rec = self._find_rollback_source(iid, rec)
+                rec = self._find_rollback_source(iid, rec, starting=capacity > 0)
                 if rec.rollback_of is None:
                     continue
             if capacity > 0:
@@ -528,9 +528,14 @@ class _Planner:
         An instance not listed waits for the next cycle, which lists it (`observation_needs`)."""
         return self.obs.covers(iid)
 
-    def _find_rollback_source(self, iid: str, rec: InstanceStatus) -> InstanceStatus:
+    def _find_rollback_source(self, iid: str, rec: InstanceStatus, *, starting: bool) -> InstanceStatus:
+        """Decide from the listed history: skip, wait, or the task to roll back. The task is kept only
+        when the rollback starts now: one chosen for later could be stale by then (the server blocked
+        by another rollout that updates it meanwhile), so it is chosen again from a fresh listing."""
         found = rollback_source(self.obs.for_instance(iid))
         if found.task is not None:
+            if not starting:
+                return rec
             return self.book.set(iid, rollback_of=found.task.invocation_id)
         if found.wait_for is not None:
             message = (

@@ -1,0 +1,1780 @@
+"""Deterministic simulation of the whole reconcile loop, in the spirit of FoundationDB's simulation
+testing, with Jepsen-style checkers that judge the run against the cloud's ground truth.
+
+From one seed (``random.Random(seed)``, nothing else random) the generator builds a small fleet with
+scripted task outcomes, one or two AgentRollout specs, sometimes a "weather" of batch-create faults
+for the whole run, and a schedule of steps: reconcile cycles (one, or a drive to the end), cycles that
+crash at a chosen instant (instead of or right after the n-th status write, or in the n-th
+batch-create with the answer lost after or before the cloud applied it; armed for a few cycles until
+the point is reached), 409 conflicts on a status write, scripted cloud answers for the next calls
+(5xx, 429, 503, drops, drops after apply, malformed or hostile bodies; on batch-create or list), list
+outages, time jumps (past the 30 s intent release too), and spec edits (version, servers, maxInFlight,
+pause, UPDATE <-> ROLLBACK), and a second rollout on shared servers. The driver runs the *real*
+reconciler (`reconciler.reconcile`: real planner, real httpx client) against the *real* emulator over
+HTTP on 127.0.0.1, on the emulator's frozen clock (origin fixed, so task times and ids repeat); a
+crash drops the process' memory (a fresh `Deps` and client pool) and the next cycle starts from the
+last persisted status. The status lives in memory as merge patches (tests/operator/harness.py).
+
+After every step the checkers compare the operator's status with what the emulator really did (its
+task records with their lineage, every batch-create item that reached it with the revision of the
+rollout that sent it, and each server's agent version):
+
+  I1 no duplicate work      no two RETRY of one task, no two ROLLBACK of one task, no second
+                            INSTALL/UPDATE (or ROLLBACK) task for a server in one revision of one
+                            rollout without a refused request in between; at most 1 + retry.limit
+                            tasks per server, revision and kind of work
+  I2 honest accounting      every spec server exactly once in status.instances, nothing else; the
+                            summary adds up and matches the per-state counts; the status the cycle
+                            returns is the one the merge patches built
+  I3 honest Ready           Ready=True only when every server really runs the declared version (or,
+                            for ROLLBACK, the UPDATE in effect was undone), no task of the rollout is
+                            unfinished, observedGeneration follows the spec; a SUCCEEDED server
+                            really runs the version; a GAVE_UP server really failed 1 + limit times
+  I4 honest Stalled         only with a known reason that this scenario can cause; a failure budget
+                            really spent; a progress deadline only after a real quiet stretch, and
+                            terminal until the spec changes (no new task, the stall does not clear)
+  I5 quiescence             a settled rollout holds no intent; Reconciling is not False while
+                            rollbackOnFailure rollbacks are still to do
+  L  liveness               at the end (faults cleared, paused rollouts resumed, time running
+                            forward) every rollout settles within a bound: Ready, or a terminal
+                            Stalled/Failed that the ground truth explains
+
+A violation raises `SimulationFailure` (an AssertionError) naming the seed, the step, the invariant,
+the whole schedule one step a line, the trace, the statuses and the emulator's tasks, and the command
+that replays it (``scripts/simulate --seed N -v``). To judge another tree of the product (an older
+commit, say), run the same files with it first on the path: ``PYTHONPATH=<tree>/operator:<tree>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import importlib.util
+import json
+import logging
+import multiprocessing
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from pydantic.alias_generators import to_camel
+
+from cloudeye_operator.cloudeye.client import ClientSettings, CloudEyeClient, Endpoint
+from cloudeye_operator.cloudeye.models import (
+    BatchCreateInvocationInfo,
+    BatchCreateRequest,
+    InvocationTarget,
+    InvocationType,
+    Origin,
+    VersionType,
+)
+from cloudeye_operator.config import OperatorSettings
+from cloudeye_operator.credentials import Credentials, to_auth
+from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
+from cloudeye_operator.emulator.clock import Clock
+from cloudeye_operator.emulator.state import EmulatorState
+from cloudeye_operator.kube import KubeError
+from cloudeye_operator.reconciler import Deps, Rollout, StatusWriter, reconcile
+from cloudeye_operator.rollout import planner
+from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
+from cloudeye_operator.rollout.status import (
+    SUMMARY_FIELD,
+    TERMINAL,
+    InstanceState,
+    RolloutStatus,
+    Summary,
+    settled,
+)
+from cloudeye_operator.sessions import ClientPool, CloudTarget
+from tests.operator.harness import TOKEN_SECRET, Crash, condition, merge_patch, secret_data
+
+if importlib.util.find_spec("sniffio") is None:
+    # httpcore tries `import sniffio` on every request, and a failed import is not cached (a search of
+    # sys.path each time, ~12% of a cycle here); a None entry makes it fail at once, as it would anyway.
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+BASE_VERSION: Final = "2.6.1"
+TARGET_VERSIONS: Final = ("2.7.2", "2.8.0", "2.6.5")
+EPOCH: Final = 1_750_000_000.0
+"""The emulator clock's fixed origin: task create times (and so the whole run) repeat exactly."""
+FIRST: Final = "first"
+SECOND: Final = "second"
+CREATED: Final = {FIRST: "2025-01-01T00:00:00Z", SECOND: "2025-01-01T00:05:00Z"}
+NAMESPACE: Final = "default"
+IDLE_SECONDS: Final = 3600.0
+"""What the daemon sleeps when a cycle asks for no requeue (handlers.IDLE_WAIT_SECONDS)."""
+ARMED_CYCLES: Final = 6
+"""A crash step is armed for this many cycles of its rollout: its point may lie in a later cycle."""
+CONFLICT_RETRY_SECONDS: Final = 5.0
+"""What the daemon waits after a status write failed with a KubeError (handlers.drive)."""
+REPLAY: Final = "scripts/simulate --seed {seed} -v"
+
+# Stall reasons: the planner's R_ constants for stalls, and the reconciler's own (reconciler.py).
+PLANNER_STALL_REASONS: Final = frozenset(
+    {
+        planner.R_AUTH_FAILED,
+        planner.R_PERMISSION_DENIED,
+        planner.R_REQUEST_REJECTED,
+        planner.R_BUDGET,
+        planner.R_COMPLETED_WITH_FAILURES,
+        planner.R_DEADLINE,
+    }
+)
+RECONCILER_STALL_REASONS: Final = frozenset(
+    {
+        "InvalidSpec",
+        "SecretNotFound",
+        "SecretForbidden",
+        "SecretUnreadable",
+        "InvalidCredentials",
+        "UnsupportedRegion",
+        "AuthenticationFailed",
+    }
+)
+KNOWN_STALL_REASONS: Final = PLANNER_STALL_REASONS | RECONCILER_STALL_REASONS
+SIM_STALL_REASONS: Final = frozenset(
+    {planner.R_BUDGET, planner.R_COMPLETED_WITH_FAILURES, planner.R_DEADLINE}
+)
+"""The only causes of a stall that these scenarios contain (valid specs, valid credentials, no 4xx)."""
+TERMINAL_STALLS: Final = frozenset({planner.R_BUDGET, planner.R_DEADLINE, planner.R_COMPLETED_WITH_FAILURES})
+
+UNFINISHED: Final = frozenset({"PENDING", "RUNNING"})
+FAILED_TASK: Final = frozenset({"FAILED", "TIMEOUT", "CANCELED"})
+LIVE_STATES: Final = frozenset({"CREATING", "PENDING", "RUNNING", "ROLLING_BACK"})
+
+
+# --- the schedule ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a schedule. `kind`: cycle | drive | crash | conflict | fault | outage | advance | edit |
+    start."""
+
+    kind: str
+    rollout: str = FIRST
+    point: str = ""
+    """crash: write-before | write-after | call-applied | call-unapplied."""
+    nth: int = 0
+    """crash/conflict: which status write (or batch-create call) of the cycle; drive: at most this many
+    cycles."""
+    entries: tuple[int | str, ...] = ()
+    """fault: the next answers of `endpoint` (emulator `next` script entries)."""
+    endpoint: str = "batch_create"
+    outage: str = ""
+    """outage: 5xx | drop | 429 on every list call of the next cycle."""
+    seconds: float | None = None
+    """advance: seconds, or None for the rollout's last requeue delay."""
+    patch: str = ""
+    """edit: a JSON merge patch of the spec; start: the new rollout's spec."""
+    note: str = ""
+
+    def describe(self) -> str:
+        who = self.rollout
+        match self.kind:
+            case "cycle":
+                return f"cycle {who}"
+            case "drive":
+                return (
+                    f"drive {who}: cycle, advance its requeue, until it settles (at most {self.nth} cycles)"
+                )
+            case "crash":
+                where = {
+                    "write-before": f"instead of status write #{self.nth}",
+                    "write-after": f"right after status write #{self.nth}",
+                    "call-applied": f"in batch-create call #{self.nth}, after the cloud applied it",
+                    "call-unapplied": f"in batch-create call #{self.nth}, before it reached the cloud",
+                }[self.point]
+                return f"cycle {who}, crash {where} (in this or the next {ARMED_CYCLES - 1} cycles of {who})"
+            case "conflict":
+                return f"cycle {who}, status write #{self.nth} fails with 409 Conflict"
+            case "fault":
+                return f"cloud: next {self.endpoint.replace('_', '-')} calls answer {list(self.entries)}"
+            case "outage":
+                return f"cloud: every list call of {who}'s next cycle answers {self.outage}"
+            case "advance":
+                return (
+                    f"advance {self.seconds:g}s" if self.seconds is not None else f"advance {who}'s requeue"
+                )
+            case "edit":
+                return f"edit {who}: {self.patch}" + (f"  ({self.note})" if self.note else "")
+            case "start":
+                return f"create rollout {who}: {self.patch}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Schedule:
+    seed: int
+    scenario: dict[str, Any]
+    spec: dict[str, Any]
+    """The first rollout's spec (without `cloud`, which the driver adds)."""
+    steps: tuple[Step, ...]
+    weather: dict[str, Any] = field(default_factory=dict)
+    """Fault rates on batch-create for the whole schedule until the final phase (emulator `endpoints`)."""
+
+    def lines(self, mark: int | None = None) -> list[str]:
+        fleet = self.scenario["fleet"]
+        scripts = self.scenario.get("outcomes", {})
+        out = [
+            f"schedule of seed {self.seed}:",
+            f"  timing {self.scenario['timing']}, failure_rate {self.scenario['failure_rate']}, "
+            f"timeout_rate {self.scenario['timeout_rate']}",
+        ]
+        for server in fleet:
+            flags = "" if server["eligible"] else " INELIGIBLE"
+            script = scripts.get(server["id"])
+            out.append(
+                f"  server {server['id']} version {server['version']}{flags}"
+                + (f" outcomes {script}" if script else "")
+            )
+        out.append(f"  rollout {FIRST}: {json.dumps(self.spec, sort_keys=True)}")
+        if self.weather:
+            out.append(f"  weather until the final phase: batch-create {self.weather}")
+        for index, step in enumerate(self.steps):
+            arrow = ">>" if index == mark else "  "
+            out.append(f"{arrow}{index:4d}  {step.describe()}")
+        final = ">>" if mark == len(self.steps) else "  "
+        out.append(
+            f"{final}final  clear faults, resume paused rollouts, cycle each rollout at its requeue "
+            f"time until it settles"
+        )
+        return out
+
+
+class _Generator:
+    """Draws a schedule from a seed. Motifs (short step sequences) aim at the corners where
+    reconcilers break: answers lost during retries or a new revision's create, crashes right before
+    or after a write, edits right after a success through a retry, ROLLBACK after UPDATE."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.steps: list[Step] = []
+        self.ids: list[str] = []
+
+    def build(self) -> Schedule:
+        rng = self.rng
+        n = rng.randint(4, 10)
+        self.ids = [f"srv-{i:04d}" for i in range(1, n + rng.randint(1, 3) + 1)]
+        roll = rng.random()
+        action = "INSTALL" if roll < 0.12 else "ROLLBACK" if roll < 0.16 else "UPDATE"
+        fleet: list[dict[str, Any]] = []
+        outcomes: dict[str, list[str]] = {}
+        for iid in self.ids:
+            missing = rng.random() < (0.6 if action == "INSTALL" else 0.06)
+            fleet.append(
+                {"id": iid, "version": None if missing else BASE_VERSION, "eligible": rng.random() >= 0.04}
+            )
+            script = self._script()
+            if script:
+                outcomes[iid] = script
+        rate = rng.choice([0.0, 0.0, 0.0, 0.1])
+        scenario = {
+            "seed": self.seed,
+            "fleet": fleet,
+            "versions": {"basic": BASE_VERSION, "advance": "2.7.2", "latest": "2.7.2"},
+            "timing": {
+                "pending_seconds": rng.choice([1, 2]),
+                "running_seconds": rng.randint(2, 5),
+                "timeout_seconds": rng.randint(6, 20),
+            },
+            "outcomes": outcomes,
+            "failure_rate": rate,
+            "timeout_rate": rate / 2,
+        }
+        poll = rng.randint(1, 6)
+        strategy: dict[str, Any] = {
+            "maxInFlight": rng.choice([1, 1, 2, 2, 3, 4, "50%"]),
+            "maxFailures": rng.choice([0, 1, 1, 2, 2, 3, "25%", "50%"]),
+            "retry": {"limit": rng.choice([0, 1, 2, 2, 3, 3]), "backoffSeconds": rng.randint(1, 10)},
+            "pollIntervalSeconds": poll,
+            "progressDeadlineSeconds": rng.randint(poll + 3, poll + 15) if rng.random() < 0.25 else 3600,
+        }
+        if action == "UPDATE" and rng.random() < 0.35:
+            strategy["rollbackOnFailure"] = True
+        spec: dict[str, Any] = {
+            "action": action,
+            "instances": [{"id": i} for i in self.ids[:n]],
+            "strategy": strategy,
+        }
+        if action != "ROLLBACK":
+            spec["version"] = rng.choice(TARGET_VERSIONS)
+        self.specs[FIRST] = copy.deepcopy(spec)
+        weather: dict[str, Any] = rng.choice(
+            [
+                {},
+                {},
+                {},
+                {},
+                {},
+                {"drop_after_apply_rate": 0.2},
+                {"drop_after_apply_rate": 0.35},
+                {"drop_after_apply_rate": 0.5},
+                {"drop_rate": 0.2},
+                {"drop_after_apply_rate": 0.2, "error_5xx_rate": 0.1},
+            ]
+        )
+        length = rng.randint(16, 36)
+        while len(self.steps) < length:
+            self._motif()
+        return Schedule(self.seed, scenario, spec, tuple(self.steps), weather)
+
+    def _script(self) -> list[str]:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.35:
+            return []
+
+        def bad() -> str:
+            return rng.choice(["FAILED", "FAILED", "TIMEOUT"])
+
+        if roll < 0.8:
+            return [bad() for _ in range(rng.choice([1, 1, 2, 2, 3, 4]))] + ["SUCCEEDED"]
+        if roll < 0.9:
+            return [bad() for _ in range(6)]
+        return [rng.choice(["FAILED", "TIMEOUT", "SUCCEEDED"]) for _ in range(rng.randint(1, 5))]
+
+    # --- motifs ---------------------------------------------------------------------------------
+
+    def _add(self, *steps: Step) -> None:
+        self.steps.extend(steps)
+
+    def _who(self) -> str:
+        return SECOND if SECOND in self.specs and self.rng.random() < 0.3 else FIRST
+
+    def _cycles(self, who: str, count: int) -> None:
+        for _ in range(count):
+            self._add(Step("cycle", who), Step("advance", who))
+
+    def _crash(self, who: str) -> Step:
+        point = self.rng.choice(
+            ["write-before", "write-after", "call-applied", "call-applied", "call-unapplied"]
+        )
+        nth = self.rng.choice([1, 1, 2, 2, 3]) if point.startswith("write") else self.rng.choice([1, 1, 1, 2])
+        return Step("crash", who, point=point, nth=nth)
+
+    def _lost(self) -> Step:
+        entries: tuple[int | str, ...] = self.rng.choice(
+            [
+                ("drop_after_apply",),
+                ("drop_after_apply",),
+                ("pass", "drop_after_apply"),
+                ("drop_after_apply", "drop_after_apply"),
+                ("malformed",),
+                ("hostile_status",),
+            ]
+        )
+        return Step("fault", entries=entries)
+
+    def _small(self) -> Step:
+        return Step("advance", seconds=self.rng.choice([0.5, 1.0, 2.0, 3.0, 5.0]))
+
+    def _edit(self, who: str, patch: dict[str, Any], note: str = "") -> None:
+        self.specs[who] = merge_patch(self.specs[who], patch)
+        self._add(Step("edit", who, patch=json.dumps(patch, sort_keys=True), note=note))
+
+    def _motif(self) -> None:
+        rng = self.rng
+        who = self._who()
+        spec = self.specs[who]
+        action = spec["action"]
+        motifs: list[tuple[str, int]] = [
+            ("progress", 20),
+            ("run", 6),
+            ("drive", 8),
+            ("lost", 10),
+            ("crash", 12),
+            ("crash-lost", 9),
+            ("release", 4),
+            ("fault", 4),
+            ("outage", 3),
+            ("blip", 2),
+            ("conflict", 3),
+            ("jump", 5),
+            ("small", 4),
+            ("servers", 3),
+            ("mif", 2),
+            ("pause", 3),
+        ]
+        if action != "ROLLBACK":
+            motifs += [("version", 5), ("version-lost", 6)]
+        if action == "UPDATE":
+            motifs += [("rollback", 5)]
+        if action == "ROLLBACK":
+            motifs += [("update", 3)]
+        if SECOND not in self.specs and len(self.steps) > 3:
+            motifs += [("second", 3)]
+        names, weights = zip(*motifs, strict=True)
+        name = rng.choices(names, weights)[0]
+        match name:
+            case "progress":
+                self._cycles(who, rng.randint(1, 3))
+            case "run":
+                self._cycles(who, rng.randint(4, 10))
+            case "drive":
+                self._add(Step("drive", who, nth=rng.choice([10, 25, 60])))
+            case "lost":
+                self._add(self._lost(), Step("cycle", who), self._small(), Step("cycle", who))
+            case "crash":
+                self._add(self._crash(who), Step("cycle", who))
+            case "crash-lost":
+                self._add(
+                    self._crash(who),
+                    Step("advance", who),
+                    self._lost(),
+                    Step("cycle", who),
+                    self._small(),
+                    Step("cycle", who),
+                )
+            case "release":
+                entries: tuple[int | str, ...] = rng.choice([("drop",), (500,), (502,), ("pass", "drop")])
+                self._add(
+                    Step("fault", entries=entries),
+                    Step("cycle", who),
+                    Step("advance", seconds=rng.choice([31.0, 33.0, 40.0])),
+                    Step("cycle", who),
+                )
+            case "fault":
+                entries = rng.choice([(429,), (503,), (429,) * 5, (503,) * 5, (500,), ("pass", 429)])
+                self._add(Step("fault", entries=entries), Step("cycle", who))
+            case "outage":
+                self._add(
+                    Step("outage", who, outage=rng.choice(["5xx", "drop", "429"])),
+                    Step("cycle", who),
+                    Step("advance", who),
+                    Step("cycle", who),
+                )
+            case "blip":
+                entries = rng.choice([(500,), ("drop",), (429,), (503, 503), ("malformed",)])
+                self._add(Step("fault", entries=entries, endpoint="list"), Step("cycle", who))
+            case "conflict":
+                self._add(Step("conflict", who, nth=rng.choice([1, 1, 2])), Step("cycle", who))
+            case "jump":
+                self._add(Step("advance", seconds=rng.choice([10.0, 20.0, 31.0, 45.0, 60.0, 90.0, 150.0])))
+            case "small":
+                self._add(self._small())
+            case "version" | "version-lost":
+                if name == "version-lost":
+                    if rng.random() < 0.5:
+                        self._add(Step("drive", who, nth=60))
+                    else:
+                        self._cycles(who, rng.randint(2, 6))
+                current = spec.get("version")
+                version = rng.choice([v for v in (*TARGET_VERSIONS, BASE_VERSION) if v != current])
+                self._edit(who, {"version": version}, "version change")
+                if name == "version-lost":
+                    self._add(self._lost())
+                self._add(Step("cycle", who), self._small(), Step("cycle", who))
+            case "servers":
+                ids = [e["id"] for e in spec["instances"]]
+                if len(ids) > 2 and rng.random() < 0.6:
+                    ids.remove(rng.choice(ids))
+                spare = [i for i in self.ids if i not in ids]
+                for iid in rng.sample(spare, min(len(spare), rng.randint(0, 2))):
+                    ids.append(iid)
+                self._edit(who, {"instances": [{"id": i} for i in ids]}, "servers added/removed")
+                self._add(Step("cycle", who))
+            case "mif":
+                self._edit(who, {"strategy": {"maxInFlight": rng.choice([1, 2, 3, 4, "50%"])}})
+                self._add(Step("cycle", who))
+            case "pause":
+                self._edit(who, {"paused": True})
+                self._add(Step("cycle", who), Step("advance", seconds=rng.choice([3.0, 10.0, 40.0])))
+                if rng.random() < 0.5:
+                    self._add(Step("cycle", who))
+                self._edit(who, {"paused": None})
+                self._add(Step("cycle", who))
+            case "rollback":
+                if rng.random() < 0.5:
+                    self._add(Step("drive", who, nth=60))
+                else:
+                    self._cycles(who, rng.randint(2, 8))
+                self._edit(
+                    who,
+                    {
+                        "action": "ROLLBACK",
+                        "version": None,
+                        "versionType": None,
+                        "strategy": {"rollbackOnFailure": None},
+                    },
+                    "UPDATE -> ROLLBACK",
+                )
+                if rng.random() < 0.4:
+                    self._add(self._lost())
+                self._add(Step("cycle", who), self._small(), Step("cycle", who))
+            case "update":
+                self._edit(
+                    who, {"action": "UPDATE", "version": rng.choice(TARGET_VERSIONS)}, "ROLLBACK -> UPDATE"
+                )
+                self._add(Step("cycle", who))
+            case "second":
+                first = self.specs[FIRST]
+                ids = [e["id"] for e in first["instances"]]
+                shared = rng.sample(ids, min(len(ids), rng.randint(1, 3)))
+                spare = [i for i in self.ids if i not in ids]
+                extra = rng.sample(spare, min(len(spare), rng.randint(0, 1)))
+                kind = "INSTALL" if first["action"] == "INSTALL" else "UPDATE"
+                version = str(first.get("version") or TARGET_VERSIONS[0])
+                if rng.random() < 0.5:
+                    version = rng.choice(TARGET_VERSIONS)
+                second = {
+                    "action": kind,
+                    "version": version,
+                    "instances": [{"id": i} for i in shared + extra],
+                    "strategy": {
+                        "maxInFlight": rng.choice([1, 2]),
+                        "maxFailures": rng.choice([0, 1]),
+                        "retry": {"limit": rng.choice([0, 1, 2]), "backoffSeconds": rng.randint(1, 10)},
+                        "pollIntervalSeconds": rng.randint(2, 8),
+                    },
+                }
+                self.specs[SECOND] = second
+                self._add(
+                    Step("start", SECOND, patch=json.dumps(second, sort_keys=True)), Step("cycle", SECOND)
+                )
+
+
+def generate(seed: int) -> Schedule:
+    """The schedule of a seed: the same seed always gives the same schedule."""
+    return _Generator(seed).build()
+
+
+# --- ground truth: every request that reached the cloud --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One item of a batch-create the emulator applied, attributed to the rollout that sent it."""
+
+    seq: int
+    rollout: str | None
+    revision: int
+    """The rollout's status.revision when the call was made (its intent is persisted by then)."""
+    epoch: int
+    """How many times the rollout's status had dropped the server (removed from the spec) before."""
+    instance: str | None
+    kind: str
+    source: str | None
+    """RETRY/ROLLBACK: the task acted on."""
+    ok: bool
+    task: str | None
+    code: str | None
+    time: float
+
+    @property
+    def group(self) -> str:
+        return "rollback" if self.kind == "ROLLBACK" else "work"
+
+
+class RecordingState(EmulatorState):
+    """The emulator's state, unchanged, plus a log of every batch-create item it applied or refused."""
+
+    def __init__(self, scenario: Scenario, sim: Simulation) -> None:
+        super().__init__(scenario)
+        self._sim = sim
+
+    def batch_create(self, request: BatchCreateRequest, now: float) -> list[BatchCreateInvocationInfo]:
+        results = super().batch_create(request, now)
+        self._sim.record_requests(request, results, now)
+        return results
+
+
+# --- the operator process ----------------------------------------------------------------------------
+
+
+async def _no_sleep(seconds: float) -> None:
+    """The client's backoff: not slept (the simulation's clock is the emulator's)."""
+
+
+class SimClient(CloudEyeClient):
+    """The real client; a batch-create may be the instant the process dies."""
+
+    def __init__(self, settings: ClientSettings, auth: httpx.Auth, sim: Simulation) -> None:
+        super().__init__(settings, auth, sleep=_no_sleep)
+        self._sim = sim
+
+    async def batch_create(
+        self,
+        invocation_type: InvocationType,
+        *,
+        instance_ids: Sequence[str] | None = None,
+        invocation_ids: Sequence[str] | None = None,
+        version_type: VersionType | None = None,
+        version: str | None = None,
+        origin: Origin | None = None,
+        invocation_target: InvocationTarget = InvocationTarget.TELESCOPE,
+    ) -> list[BatchCreateInvocationInfo]:
+        crash = self._sim.on_call()
+        if crash == "call-unapplied":
+            raise Crash
+        try:
+            results = await super().batch_create(
+                invocation_type,
+                instance_ids=instance_ids,
+                invocation_ids=invocation_ids,
+                version_type=version_type,
+                version=version,
+                origin=origin,
+                invocation_target=invocation_target,
+            )
+        except Exception:
+            if crash == "call-applied":
+                raise Crash from None
+            raise
+        if crash == "call-applied":
+            raise Crash
+        return results
+
+
+class SimPool(ClientPool):
+    """ClientPool making SimClients: no backoff sleeps, no rate limit waits (they would be wall-clock)."""
+
+    def __init__(self, settings: OperatorSettings, sim: Simulation) -> None:
+        super().__init__(settings, on_response=lambda *_: None)
+        self._sim = sim
+
+    def _new_client(self, target: CloudTarget, credentials: Credentials) -> CloudEyeClient:
+        client_settings = ClientSettings(
+            project_id=target.project_id,
+            region=target.region,
+            endpoint=target.endpoint,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            requests_per_second={Endpoint.BATCH_CREATE: 1e6, Endpoint.LIST: 1e6},
+            verify=False,  # plain HTTP to 127.0.0.1; and no CA bundle to load for each new process
+        )
+        auth = to_auth(credentials, target.project_id, target.resolved_iam_endpoint())
+        return SimClient(client_settings, auth, self._sim)
+
+
+class Process:
+    """One operator process: what a crash loses."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.pool = SimPool(sim.settings, sim)
+        self.deps = Deps(
+            settings=sim.settings,
+            pool=self.pool,
+            read_secret=sim.read_secret,
+            clock=lambda: datetime.fromtimestamp(sim.emu.now(), UTC),
+        )
+        self.written: dict[str, RolloutStatus] = {}
+        """The status model each daemon wrote last and hands to its next cycle (handlers.drive)."""
+
+
+@dataclass
+class Store:
+    """One AgentRollout as Kubernetes holds it, plus what the checkers track about it."""
+
+    name: str
+    created: str
+    spec: dict[str, Any]
+    generation: int = 1
+    status: dict[str, Any] = field(default_factory=dict)
+    requeue: float | None = None
+    epochs: dict[str, int] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+    deadline: tuple[int, int] | None = None
+    """(generation, own requests then) once ProgressDeadlineExceeded was reported."""
+    cycled: bool = False
+    """A cycle of this rollout completed during the current step."""
+
+
+class Violation(Exception):
+    def __init__(self, invariant: str, message: str) -> None:
+        super().__init__(f"{invariant}: {message}")
+        self.invariant = invariant
+        self.message = message
+
+
+class SimulationFailure(AssertionError):
+    def __init__(self, seed: int, step: int | str, invariant: str, message: str) -> None:
+        super().__init__(message)
+        self.seed = seed
+        self.step = step
+        self.invariant = invariant
+
+
+@dataclass
+class SimResult:
+    seed: int
+    steps: int
+    cycles: int
+    crashes: int
+    tasks: int
+    requests: int
+    outcome: dict[str, str]
+    trace: list[str]
+    task_records: list[dict[str, Any]]
+    failure: SimulationFailure | None = None
+
+
+class Simulation:
+    """Runs one schedule against a running emulator (reset for it)."""
+
+    def __init__(self, schedule: Schedule, emu: RunningEmulator) -> None:
+        self.schedule = schedule
+        self.emu = emu
+        scenario = Scenario.model_validate(schedule.scenario)
+        emu.emulator.reset(scenario)
+        emu.emulator.clock = Clock(0.0, start=EPOCH)
+        self.state = RecordingState(scenario, self)
+        emu.emulator.state = self.state
+        self.settings = OperatorSettings(post_events=True, create_rate=1e6, list_rate=1e6)
+        self.stores: dict[str, Store] = {FIRST: Store(FIRST, CREATED[FIRST], copy.deepcopy(schedule.spec))}
+        self.requests: list[Request] = []
+        self.actor: Store | None = None
+        self.crash: Step | None = None
+        self.armed: tuple[Step, int] | None = None
+        """A crash step and the cycles of its rollout left in which it may still fire."""
+        self.conflict_at: int | None = None
+        self.outage: str | None = None
+        self.writes = 0
+        self.calls = 0
+        self.cycles = 0
+        self.crashes = 0
+        self.steps_done = 0
+        self.trace: list[str] = []
+        self._noted = 0
+        self.weather = dict(schedule.weather)
+        self.process = Process(self)
+        self.checker = Checker(self)
+        self._set_faults()
+
+    # --- hooks called from the cycle ---------------------------------------------------------------
+
+    async def read_secret(self, namespace: str, name: str) -> Mapping[str, str]:
+        return secret_data(**TOKEN_SECRET)
+
+    def on_call(self) -> str | None:
+        self.calls += 1
+        crash = self.crash
+        if crash is not None and crash.point.startswith("call-") and crash.nth == self.calls:
+            self.crash = None
+            return crash.point
+        return None
+
+    def record_requests(
+        self, request: BatchCreateRequest, results: list[BatchCreateInvocationInfo], now: float
+    ) -> None:
+        store = self.actor
+        kind = request.invocation_type
+        ids = (request.instance_ids if kind.targets_instances else request.invocation_ids) or []
+        revision = int(store.status.get("revision", 0)) if store else 0
+        for ident, item in zip(ids, results, strict=False):
+            source = None if kind.targets_instances else ident
+            instance: str | None = ident if kind.targets_instances else item.instance_id
+            if source is not None:
+                parent = self.state.task(source)
+                instance = parent.instance_id if parent is not None else instance
+            epoch = store.epochs.get(instance, 0) if store is not None and instance is not None else 0
+            self.requests.append(
+                Request(
+                    seq=len(self.requests),
+                    rollout=store.name if store else None,
+                    revision=revision,
+                    epoch=epoch,
+                    instance=instance,
+                    kind=kind.value,
+                    source=source,
+                    ok=item.ok,
+                    task=item.invocation_id,
+                    code=item.error_code,
+                    time=now,
+                )
+            )
+
+    def _writer(self, store: Store) -> StatusWriter:
+        async def write(patch: dict[str, Any]) -> None:
+            self.writes += 1
+            crash = self.crash
+            if crash is not None and crash.point == "write-before" and crash.nth == self.writes:
+                self.crash = None
+                raise Crash
+            if self.conflict_at == self.writes:
+                self.conflict_at = None
+                raise KubeError(f"patching {NAMESPACE}/{store.name}/status", 409, "Conflict")
+            store.status = merge_patch(store.status, patch)
+            present = set(store.status.get("instances") or {})
+            for iid in store.known - present:  # the status forgot it: a later re-add is new work
+                store.epochs[iid] = store.epochs.get(iid, 0) + 1
+            store.known = present
+            if crash is not None and crash.point == "write-after" and crash.nth == self.writes:
+                self.crash = None
+                raise Crash
+
+        return write
+
+    # --- the driver ----------------------------------------------------------------------------------
+
+    def _spec(self, store: Store) -> dict[str, Any]:
+        spec = copy.deepcopy(store.spec)
+        spec["cloud"] = {
+            "region": "cn-north-4",
+            "projectId": self.emu.project_id,
+            "endpoint": self.emu.url,
+            "credentialsSecretRef": {"name": "creds"},
+        }
+        return spec
+
+    def _claimed(self, store: Store) -> dict[str, str]:
+        if len(self.stores) < 2:
+            return {}
+        claims: dict[str, list[Claim]] = {}
+        for other in self.stores.values():
+            owner = f"{NAMESPACE}/{other.name}"
+            for iid, claim in claims_of(owner, other.created, other.spec, other.status).items():
+                claims.setdefault(iid, []).append(claim)
+        ids = [entry["id"] for entry in store.spec["instances"]]
+        return claimed_elsewhere(f"{NAMESPACE}/{store.name}", store.created, ids, claims)
+
+    def _set_faults(self, extra: Sequence[int | str] = (), endpoint: str = "batch_create") -> list[int | str]:
+        """The weather (batch-create rates), the list outage (rates), and what is left of the scripts plus
+        `extra` for `endpoint`. (Rates on list calls are only ever 0 or 1, and a list script entry is
+        retried by the client whichever of several concurrent queries takes it: concurrent queries
+        arrive in no fixed order, and the run must not depend on it.)"""
+        pending: dict[str, list[int | str]] = self.emu.emulator.faults.pending_script()
+        script = [*pending.get(endpoint, []), *extra]
+        scripts = {**pending, endpoint: script}
+        faults: dict[str, Any] = {"next": {name: entries for name, entries in scripts.items() if entries}}
+        endpoints: dict[str, Any] = {}
+        if self.weather:
+            endpoints["batch_create"] = self.weather
+        if self.outage is not None:
+            endpoints["list"] = {
+                "5xx": {"error_5xx_rate": 1.0},
+                "drop": {"drop_rate": 1.0},
+                "429": {"error_429_rate": 1.0, "retry_after_seconds": 1.0},
+            }[self.outage]
+        faults["endpoints"] = endpoints
+        self.emu.set_faults(faults)
+        return script
+
+    async def _restart(self) -> None:
+        self.crashes += 1
+        old, self.process = self.process, Process(self)
+        await old.pool.aclose()
+
+    async def cycle(self, store: Store, conflict: int | None = None) -> str:
+        """One daemon iteration of `store` (none if the rollout is settled: kopf runs no daemon then).
+        An armed crash for this rollout fires at its point if this cycle reaches it."""
+        if settled(store.status, store.generation):
+            return "settled: no daemon runs"
+        armed = self.armed
+        crash = armed[0] if armed is not None and armed[0].rollout == store.name else None
+        if armed is not None and crash is not None:
+            self.armed = (armed[0], armed[1] - 1) if armed[1] > 1 else None
+        self.actor, self.writes, self.calls = store, 0, 0
+        self.crash, self.conflict_at = crash, conflict
+        if self.outage is not None:
+            self._set_faults()
+        written = self.process.written.get(store.name)
+        rollout = Rollout(
+            namespace=NAMESPACE,
+            name=store.name,
+            generation=store.generation,
+            spec=self._spec(store),
+            status=written if written is not None else copy.deepcopy(store.status),
+            write_status=self._writer(store),
+            post_event=lambda kind, reason, message: None,
+            claimed_elsewhere=self._claimed(store),
+        )
+        self.cycles += 1
+        try:
+            result = await reconcile(rollout, self.process.deps)
+        except Crash:
+            self.armed = None
+            await self._restart()
+            return "CRASH: the process died; a new one starts from the persisted status"
+        except KubeError as error:
+            self.process.written.pop(store.name, None)  # re-read the server's view next time
+            store.requeue = CONFLICT_RETRY_SECONDS
+            return f"status write failed ({error}); the daemon retries from the server's view"
+        finally:
+            await _drain()
+            self.actor, self.crash, self.conflict_at = None, None, None
+            if self.outage is not None:
+                self.outage = None
+                self._set_faults()
+        store.requeue = result.requeue_after
+        store.cycled = True
+        self.process.written[store.name] = result.status
+        if result.status.to_dict() != store.status:
+            raise Violation(
+                "I2-patches",
+                "the status the cycle returned differs from the one its merge patches built on the server",
+            )
+        if settled(store.status, store.generation):  # the daemon stops; kopf starts a new one on an edit
+            self.process.written.pop(store.name, None)
+            self.process.deps.forget(NAMESPACE, store.name)
+        return f"requeue {result.requeue_after}"
+
+    async def run_step(self, step: Step) -> str:
+        store = self.stores.get(step.rollout)
+        match step.kind:
+            case "cycle" | "crash" | "conflict":
+                assert store is not None
+                if step.kind == "crash":
+                    self.armed = (step, ARMED_CYCLES)
+                return await self.cycle(store, step.nth if step.kind == "conflict" else None)
+            case "fault":
+                return f"{step.endpoint} script now {self._set_faults(step.entries, step.endpoint)}"
+            case "outage":
+                self.outage = step.outage
+                return "armed"
+            case "advance":
+                if step.seconds is not None:
+                    seconds = step.seconds
+                else:
+                    seconds = store.requeue if store is not None and store.requeue is not None else 5.0
+                self.emu.advance(seconds)
+                return f"+{seconds:g}s"
+            case "edit":
+                assert store is not None
+                store.spec = merge_patch(store.spec, json.loads(step.patch))
+                store.generation += 1
+                return f"generation {store.generation}"
+            case "start":
+                self.stores[step.rollout] = Store(step.rollout, CREATED[step.rollout], json.loads(step.patch))
+                return "created"
+        raise ValueError(step.kind)
+
+    def _fail(self, step: int | str, violation: Violation, mark: int | None = None) -> SimulationFailure:
+        """`step`: the step's index, `i.n` for the n-th cycle of drive step i, `final-n` in the final
+        phase; `mark`: the schedule line to mark (the final phase's by default for a label)."""
+        seed = self.schedule.seed
+        if mark is None:
+            mark = step if isinstance(step, int) else len(self.schedule.steps)
+        lines = [
+            f"simulation seed {seed}: invariant {violation.invariant} violated at step {step}",
+            f"  {violation.message}",
+            f"replay: {REPLAY.format(seed=seed)}",
+            "",
+            *self.schedule.lines(mark),
+            "",
+            "trace:",
+            *self.trace,
+            "",
+            *self.checker.snapshot(),
+        ]
+        return SimulationFailure(seed, step, violation.invariant, "\n".join(lines))
+
+    def _note(self, label: str, text: str, outcome: str) -> None:
+        made = self.requests[self._noted :]
+        self._noted = len(self.requests)
+        calls = ", ".join(f"{r.kind} {r.instance}{'' if r.ok else ' refused'}" for r in made)
+        phases = " ".join(f"{s.name}:{_brief(s.status)}" for s in self.stores.values())
+        self.trace.append(
+            f"  {label:>9}  t={self.emu.now() - EPOCH:<6g} {text} -> {outcome}"
+            + (f"; cloud got: {calls}" if calls else "")
+            + f"  [{phases}]"
+        )
+
+    async def run(self) -> SimResult:
+        failure: SimulationFailure | None = None
+        try:
+            await self._run()
+        except SimulationFailure as error:
+            failure = error
+        finally:
+            await self.process.pool.aclose()
+        outcome = {s.name: f"{s.status.get('phase')} {_reason(s.status)}" for s in self.stores.values()}
+        return SimResult(
+            seed=self.schedule.seed,
+            steps=self.steps_done,
+            cycles=self.cycles,
+            crashes=self.crashes,
+            tasks=len(self.emu.tasks()),
+            requests=len(self.requests),
+            outcome=outcome,
+            trace=self.trace,
+            task_records=self.emu.tasks(),
+            failure=failure,
+        )
+
+    async def _run(self) -> None:
+        for index, step in enumerate(self.schedule.steps):
+            if step.kind == "drive":
+                await self._drive(index, step)
+                continue
+            for store in self.stores.values():
+                store.cycled = False
+            try:
+                outcome = await self.run_step(step)
+                self._note(str(index), step.describe(), outcome)
+                self.steps_done += 1
+                self.checker.check()
+            except Violation as violation:
+                self._note(str(index), step.describe(), "VIOLATION")
+                raise self._fail(index, violation) from None
+        await self._settle()
+
+    async def _drive(self, index: int, step: Step) -> None:
+        """Cycle and advance by the requeue delay until the rollout settles: checked after each cycle."""
+        store = self.stores[step.rollout]
+        for n in range(step.nth):
+            if settled(store.status, store.generation):
+                return
+            for each in self.stores.values():
+                each.cycled = False
+            label = f"{index}.{n}"
+            try:
+                outcome = await self.cycle(store)
+                self._note(label, f"cycle {store.name}", outcome)
+                self.steps_done += 1
+                self.checker.check()
+            except Violation as violation:
+                self._note(label, f"cycle {store.name}", "VIOLATION")
+                raise self._fail(label, violation, mark=index) from None
+            self.emu.advance(store.requeue if store.requeue is not None else 5.0)
+
+    async def _settle(self) -> None:
+        """Liveness: no more faults, nobody paused, time runs: every rollout must settle in a bound."""
+        self.weather, self.outage, self.armed = {}, None, None
+        self.emu.set_faults({})
+        for store in self.stores.values():
+            if store.spec.get("paused"):
+                store.spec = merge_patch(store.spec, {"paused": None})
+                store.generation += 1
+                self._note("final", f"edit {store.name}: resume", f"generation {store.generation}")
+        due = {name: self.emu.now() for name in self.stores}
+        quiet = dict.fromkeys(self.stores, 0)
+        bound = sum(self._cycle_bound(store) for store in self.stores.values())
+        for n in range(bound):
+            active = [s for s in self.stores.values() if not self._converged(s, quiet[s.name])]
+            if not active:
+                return
+            store = min(active, key=lambda s: (due[s.name], s.name))
+            if due[store.name] > self.emu.now():
+                self.emu.advance(due[store.name] - self.emu.now())
+            for each in self.stores.values():
+                each.cycled = False
+            before = self.checker.own_requests(store.name)
+            label = f"final-{n}"
+            try:
+                outcome = await self.cycle(store)
+                self._note(label, f"cycle {store.name}", outcome)
+                self.steps_done += 1
+                self.checker.check()
+            except Violation as violation:
+                self._note(label, f"cycle {store.name}", "VIOLATION")
+                raise self._fail(label, violation) from None
+            delay = store.requeue if store.requeue is not None else IDLE_SECONDS
+            due[store.name] = self.emu.now() + delay
+            still = (
+                self.checker.own_requests(store.name) == before
+                and not store.status.get("intents")
+                and not any(
+                    r.get("state") in LIVE_STATES for r in (store.status.get("instances") or {}).values()
+                )
+            )
+            quiet[store.name] = quiet[store.name] + 1 if still else 0
+        stuck = [s for s in self.stores.values() if not self._converged(s, quiet[s.name])]
+        if stuck:
+            detail = "; ".join(
+                f"{s.name}: phase {s.status.get('phase')}, {_reason(s.status)}, summary "
+                f"{s.status.get('summary')}"
+                for s in stuck
+            )
+            raise self._fail(
+                "final", Violation("L-liveness", f"not settled after {bound} cycles with no faults: {detail}")
+            )
+
+    def _converged(self, store: Store, quiet: int) -> bool:
+        status = store.status
+        if settled(status, store.generation):
+            self.checker.explained_end(store)
+            return True
+        stall = condition(status, "Stalled")
+        if (
+            stall.get("status") == "True"
+            and stall.get("reason") in TERMINAL_STALLS
+            and quiet >= 2
+            and status.get("observedGeneration") == store.generation
+        ):
+            self.checker.explained_end(store)
+            return True
+        return False
+
+    def _cycle_bound(self, store: Store) -> int:
+        timing = self.schedule.scenario["timing"]
+        strategy = store.spec.get("strategy", {})
+        poll = strategy.get("pollIntervalSeconds", 15)
+        attempts = strategy.get("retry", {}).get("limit", 3) + 1
+        task = timing["pending_seconds"] + max(timing["running_seconds"], timing["timeout_seconds"])
+        backoff = strategy.get("retry", {}).get("backoffSeconds", 30)
+        per_attempt = 4 + -(-(task + backoff) // poll)
+        return int(40 + len(store.spec["instances"]) * attempts * per_attempt)
+
+
+_CLIENT_TASKS: Final = ("CloudEyeClient.", "_list_project")
+
+
+async def _drain() -> None:
+    """Wait for the listing queries a failed cycle left running (`asyncio.gather` does not cancel the
+    others when one fails): they must not outlive the cycle's faults nor race the next cycle."""
+    current = asyncio.current_task()
+    while True:
+        left = [
+            t
+            for t in asyncio.all_tasks()
+            if t is not current
+            and not t.done()
+            and getattr(t.get_coro(), "__qualname__", "").startswith(_CLIENT_TASKS)
+        ]
+        if not left:
+            return
+        done, _ = await asyncio.wait(left)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
+def _brief(status: Mapping[str, Any]) -> str:
+    """E.g. `Stalled r2 GAVE_UP:2 SUCCEEDED:3 Stalled` (revision, states, the conditions that are True)."""
+    if not status:
+        return "-"
+    states = Counter(rec["state"] for rec in (status.get("instances") or {}).values())
+    short = " ".join(f"{state}:{n}" for state, n in sorted(states.items()))
+    flags = ",".join(
+        t for t in ("Ready", "Reconciling", "Stalled") if condition(status, t).get("status") == "True"
+    )
+    intents = f" intents {len(status['intents'])}" if status.get("intents") else ""
+    return f"{status.get('phase')} r{status.get('revision')} {short} {flags or 'none True'}{intents}"
+
+
+def _reason(status: Mapping[str, Any]) -> str:
+    parts = []
+    for type_ in ("Ready", "Reconciling", "Stalled"):
+        cond = condition(status, type_)
+        if cond:
+            parts.append(f"{type_}={cond.get('status')}({cond.get('reason')})")
+    return " ".join(parts)
+
+
+# --- the checkers -----------------------------------------------------------------------------------
+
+
+class Checker:
+    """The invariants, judged against the emulator's records, not against the operator's word."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.tasks: list[dict[str, Any]] = []
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, int] = {}
+        self.owner: dict[str, Request] = {}
+        self.now = 0.0
+
+    def own_requests(self, name: str) -> int:
+        return sum(1 for r in self.sim.requests if r.rollout == name)
+
+    def _load(self) -> None:
+        sim = self.sim
+        self.now = sim.emu.now()
+        self.tasks = sim.emu.tasks()
+        self.by_id = {t["invocation_id"]: t for t in self.tasks}
+        self.index = {t["invocation_id"]: i for i, t in enumerate(self.tasks)}
+        self.owner = {r.task: r for r in sim.requests if r.task is not None}
+
+    def check(self) -> None:
+        self._load()
+        self._no_duplicate_work()
+        for store in self.sim.stores.values():
+            self._rollout(store)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _root(self, task: dict[str, Any]) -> str:
+        while task["invocation_type"] == "RETRY" and task["retry_of"] in self.by_id:
+            task = self.by_id[task["retry_of"]]
+        return str(task["invocation_type"])
+
+    def _version(self, iid: str) -> str | None:
+        return self.sim.state.server_version(iid, self.now)
+
+    def _tasks_on(self, iid: str) -> list[dict[str, Any]]:
+        return [t for t in self.tasks if t["instance_id"] == iid]
+
+    def _owner_of(self, task: dict[str, Any]) -> str | None:
+        request = self.owner.get(task["invocation_id"])
+        return request.rollout if request is not None else None
+
+    def _foreign_after(self, name: str, iid: str) -> bool:
+        """Another rollout made a task on the server after this rollout's last one: the server's state is
+        that rollout's doing, and this one's status may predate it (rollouts are followed one by one)."""
+        tasks = self._tasks_on(iid)
+        last_own = max((i for i, t in enumerate(tasks) if self._owner_of(t) == name), default=-1)
+        return any(self._owner_of(t) != name for t in tasks[last_own + 1 :])
+
+    def _history(self, iid: str) -> str:
+        tasks = self._tasks_on(iid)
+        if not tasks:
+            return f"{iid}: no task"
+        rows = []
+        for t in tasks:
+            owner = self.owner.get(t["invocation_id"])
+            who = f"{owner.rollout} r{owner.revision}" if owner else "?"
+            rows.append(
+                f"{t['invocation_type']} {t['invocation_id'][:8]} {t['status']} "
+                f"{t['current_version']}->{t['target_version']} ({who})"
+            )
+        return f"{iid} (now {self._version(iid)}): " + "; ".join(rows)
+
+    # --- I1 ------------------------------------------------------------------------------------------
+
+    def _no_duplicate_work(self) -> None:
+        retries: dict[str, list[str]] = {}
+        rollbacks: dict[str, list[str]] = {}
+        for t in self.tasks:
+            if t["invocation_type"] == "RETRY" and t["retry_of"]:
+                retries.setdefault(t["retry_of"], []).append(t["invocation_id"])
+            if t["invocation_type"] == "ROLLBACK" and t["rollback_of"]:
+                rollbacks.setdefault(t["rollback_of"], []).append(t["invocation_id"])
+        for source, made in retries.items():
+            if len(made) > 1:
+                iid = self.by_id[source]["instance_id"]
+                raise Violation(
+                    "I1-duplicate-retry",
+                    f"{len(made)} RETRY tasks of task {source} on {iid}: {made}; {self._history(iid)}",
+                )
+        for source, made in rollbacks.items():
+            if len(made) > 1:
+                iid = self.by_id[source]["instance_id"]
+                raise Violation(
+                    "I1-duplicate-rollback",
+                    f"{len(made)} ROLLBACK tasks of task {source}: {made}; {self._history(iid)}",
+                )
+        last: dict[tuple[Any, ...], Request] = {}
+        refused: set[tuple[Any, ...]] = set()
+        count: Counter[tuple[Any, ...]] = Counter()
+        for r in self.sim.requests:
+            if r.rollout is None or r.instance is None:
+                continue
+            key = (r.rollout, r.revision, r.epoch, r.instance, r.group)
+            if not r.ok:
+                refused.add(key)
+                continue
+            # Tasks, not requests: a refusal whose answer was lost is rightly not counted as an attempt.
+            count[key] += 1
+            store = self.sim.stores[r.rollout]
+            limit = int(store.spec.get("strategy", {}).get("retry", {}).get("limit", 3))
+            if count[key] > limit + 1:
+                raise Violation(
+                    "I1-attempts",
+                    f"{count[key]} tasks for {r.instance} ({r.group}) in revision "
+                    f"{r.revision} of {r.rollout}, retry.limit {limit}; {self._history(r.instance)}",
+                )
+            if r.kind not in ("INSTALL", "UPDATE", "ROLLBACK"):
+                continue
+            earlier = last.get(key)
+            if earlier is not None and key not in refused:
+                raise Violation(
+                    "I1-duplicate-create",
+                    f"second {r.kind} task {r.task} for {r.instance} in revision {r.revision} of {r.rollout} "
+                    f"(the first, {earlier.task}, was created and nothing was refused since); "
+                    f"{self._history(r.instance)}",
+                )
+            last[key] = r
+            refused.discard(key)
+
+    # --- per rollout ---------------------------------------------------------------------------------
+
+    def _rollout(self, store: Store) -> None:
+        status = store.status
+        if not status:
+            return
+        spec = store.spec
+        gen = store.generation
+        current = status.get("observedGeneration") == gen
+        ids = [e["id"] for e in spec["instances"]]
+        raw: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
+        parsed = RolloutStatus.from_dict(status)
+        name = store.name
+
+        # I2: accounting
+        if current and set(raw) != set(ids):
+            missing = sorted(set(ids) - set(raw))
+            extra = sorted(set(raw) - set(ids))
+            raise Violation("I2-instances", f"{name}: status.instances misses {missing}, has extra {extra}")
+        summary = status.get("summary") or {}
+        counts: Counter[str] = Counter(SUMMARY_FIELD[InstanceState(rec["state"])] for rec in raw.values())
+        wanted = {to_camel(f): counts.get(f, 0) for f in Summary.model_fields if f != "total"}
+        wanted["total"] = len(raw)
+        got = {key: summary.get(key, 0) for key in wanted}
+        if got != wanted or sum(v for k, v in got.items() if k != "total") != got["total"]:
+            raise Violation("I2-summary", f"{name}: summary {summary} but the instances count {wanted}")
+
+        ready = condition(status, "Ready")
+        reconciling = condition(status, "Reconciling")
+        stall = condition(status, "Stalled")
+        phase = status.get("phase")
+
+        # I3: Ready only when true of the fleet
+        if ready.get("status") == "True":
+            observed = reconciling.get("reason") != planner.R_API_UNAVAILABLE
+            if store.cycled and observed and not current:
+                raise Violation(
+                    "I3-generation",
+                    f"{name}: Ready=True after a cycle, observedGeneration "
+                    f"{status.get('observedGeneration')} but generation {gen}",
+                )
+            if current:
+                if ready.get("observedGeneration") != gen:
+                    raise Violation(
+                        "I3-generation",
+                        f"{name}: Ready's observedGeneration "
+                        f"{ready.get('observedGeneration')} != generation {gen}",
+                    )
+                self._ready_is_true(store, ids)
+        self._records_are_true(store, parsed)
+
+        # I4: Stalled only for a known, real and actionable cause
+        own = self.own_requests(name)
+        if store.deadline is not None and store.deadline[0] != gen:
+            store.deadline = None  # the spec changed: the deadline starts over
+        if store.deadline is not None and own > store.deadline[1]:
+            new = [r for r in self.sim.requests if r.rollout == name][store.deadline[1] :]
+            raise Violation(
+                "I4-deadline-new-work",
+                f"{name}: Stalled={planner.R_DEADLINE} was reported at "
+                f"generation {gen}, yet new tasks were requested without a spec change: "
+                f"{[(r.kind, r.instance) for r in new]}",
+            )
+        if stall.get("status") == "True":
+            reason = stall.get("reason")
+            if reason not in KNOWN_STALL_REASONS:
+                raise Violation("I4-unknown-reason", f"{name}: Stalled=True with reason {reason!r}")
+            if reason not in SIM_STALL_REASONS:
+                raise Violation(
+                    "I4-unexplained-reason",
+                    f"{name}: Stalled=True {reason} ({stall.get('message')}), "
+                    "but nothing in this scenario causes it",
+                )
+            if reason == planner.R_BUDGET and current:
+                gave_up = sum(1 for rec in raw.values() if rec["state"] == "GAVE_UP")
+                budget = _resolve_failures(spec, len(ids))
+                if gave_up <= budget:
+                    raise Violation(
+                        "I4-budget", f"{name}: {reason} with {gave_up} GAVE_UP <= maxFailures {budget}"
+                    )
+            if reason == planner.R_DEADLINE and current and store.deadline is None:
+                if store.cycled:
+                    self._deadline_is_real(store, ids)
+                store.deadline = (gen, own)
+        elif store.deadline is not None and current and phase not in ("Succeeded", "Failed"):
+            raise Violation(
+                "I4-deadline-cleared",
+                f"{name}: Stalled={planner.R_DEADLINE} at generation {gen} "
+                f"cleared without a spec change while the rollout is not finished "
+                f"(phase {phase}, {_reason(status)})",
+            )
+
+        # I5: quiescence
+        if (
+            phase in ("Succeeded", "Failed")
+            and reconciling.get("status") == "False"
+            and status.get("intents")
+        ):
+            raise Violation(
+                "I5-settled-with-intents",
+                f"{name}: phase {phase}, Reconciling=False, intents {sorted(status['intents'])}",
+            )
+        # (Paused, or a fired progress deadline, starts no task by design: then nothing is "to do".)
+        if (
+            current
+            and reconciling.get("status") == "False"
+            and spec["action"] == "UPDATE"
+            and not spec.get("paused")
+            and stall.get("reason") != planner.R_DEADLINE
+        ):
+            pending = sorted(
+                iid
+                for iid, rec in parsed.instances.items()
+                if rec.action is InvocationType.ROLLBACK and rec.state not in TERMINAL
+            )
+            if pending:
+                states = {iid: parsed.instances[iid].state.value for iid in pending}
+                raise Violation(
+                    "I5-reconciling-false-with-pending-rollbacks",
+                    f"{name}: Reconciling=False ({reconciling.get('reason')}) while rollbacks on "
+                    f"failure are still to do: {states}",
+                )
+
+    def _ready_is_true(self, store: Store, ids: list[str]) -> None:
+        name, spec, status = store.name, store.spec, store.status
+        if status.get("intents"):
+            raise Violation(
+                "I3-ready-with-intents", f"{name}: Ready=True with intents {sorted(status['intents'])}"
+            )
+        action = spec["action"]
+        for iid in ids:
+            if self._foreign_after(name, iid):
+                continue
+            running = [
+                t for t in self._tasks_on(iid) if t["status"] in UNFINISHED and self._owner_of(t) == name
+            ]
+            if running:
+                raise Violation(
+                    "I3-ready-unfinished",
+                    f"{name}: Ready=True while its task "
+                    f"{running[0]['invocation_id']} on {iid} is {running[0]['status']}; "
+                    f"{self._history(iid)}",
+                )
+            if action in ("INSTALL", "UPDATE"):
+                version = self._version(iid)
+                if spec.get("version") and version != spec["version"]:
+                    raise Violation(
+                        "I3-ready-version",
+                        f"{name}: Ready=True ({action} {spec['version']}) but "
+                        f"{iid} runs {version}; {self._history(iid)}",
+                    )
+            else:
+                self._rolled_back(name, iid)
+
+    def _rolled_back(self, name: str, iid: str) -> None:
+        """ROLLBACK is done on a server when it is back on the version it had before the UPDATE in
+        effect: its latest successful UPDATE, directly or through a RETRY. When that update changed
+        nothing (it went to the version the server already had), the latest one that did change the
+        version is an equally fair reading of "the last update" (two rollouts, or a spec edited back
+        and forth): either is accepted."""
+        updates = [
+            t
+            for t in self._tasks_on(iid)
+            if self._root(t) == "UPDATE"
+            and t["outcome"] == "SUCCEEDED"
+            and t["status"] in ("SUCCEEDED", "ROLLBACKED")
+        ]
+        if not updates:
+            return  # nothing to undo: SKIPPED is right
+        latest = updates[-1]
+        changed = [t for t in updates if t["current_version"] != t["target_version"]]
+        readings = [latest, *changed[-1:]]
+        version = self._version(iid)
+        if any(version == t["current_version"] for t in readings):
+            return  # (its rollback task, if unfinished, is caught as an unfinished task of the rollout)
+        undo = readings[-1]
+        via = " (it succeeded through a RETRY)" if undo["invocation_type"] == "RETRY" else ""
+        before = " or ".join(sorted({str(t["current_version"]) for t in readings}))
+        done = "rolled back" if undo["rolled_back_by"] else "never rolled back"
+        raise Violation(
+            "I3-ready-rollback-not-undone",
+            f"{name}: Ready=True (RolledBack) but {iid} runs {version}, not {before}: the UPDATE in effect, "
+            f"task {undo['invocation_id']}{via}, was {done}; {self._history(iid)}",
+        )
+
+    def _records_are_true(self, store: Store, parsed: RolloutStatus) -> None:
+        name = store.name
+        key = parsed.revision_key.split("|")
+        version = key[1] if len(key) > 1 else ""
+        limit = int(store.spec.get("strategy", {}).get("retry", {}).get("limit", 3))
+        for iid, rec in parsed.instances.items():
+            if (
+                rec.state is InstanceState.SUCCEEDED
+                and version
+                and rec.action in (InvocationType.INSTALL, InvocationType.UPDATE)
+                and not self._foreign_after(name, iid)
+                and self._version(iid) != version
+            ):
+                raise Violation(
+                    "I3-succeeded-version",
+                    f"{name}: {iid} is SUCCEEDED in revision "
+                    f"{parsed.revision} ({parsed.revision_key}) but runs {self._version(iid)}; "
+                    f"{self._history(iid)}",
+                )
+            if rec.state is InstanceState.GAVE_UP:
+                group = "rollback" if rec.action is InvocationType.ROLLBACK else "work"
+                epoch = store.epochs.get(iid, 0)
+                tries = [
+                    r
+                    for r in self.sim.requests
+                    if r.rollout == name
+                    and r.instance == iid
+                    and r.revision == parsed.revision
+                    and r.epoch == epoch
+                    and r.group == group
+                ]
+                if len(tries) < limit + 1:
+                    raise Violation(
+                        "I3-gave-up-early",
+                        f"{name}: {iid} GAVE_UP after {len(tries)} request(s) "
+                        f"in revision {parsed.revision}, retry.limit {limit} ({rec.message}); "
+                        f"{self._history(iid)}",
+                    )
+                last = tries[-1]
+                task = self.by_id.get(last.task or "")
+                if last.ok and (task is None or task["status"] not in FAILED_TASK):
+                    state = task["status"] if task else "unknown"
+                    raise Violation(
+                        "I3-gave-up-on-success",
+                        f"{name}: {iid} GAVE_UP but its last task "
+                        f"{last.task} is {state}; {self._history(iid)}",
+                    )
+
+    def _deadline_is_real(self, store: Store, ids: list[str]) -> None:
+        """No own request and no own task event (start, end) in the deadline window before now."""
+        name = store.name
+        deadline = float(store.spec.get("strategy", {}).get("progressDeadlineSeconds", 3600))
+        events: list[tuple[float, str]] = []
+        for r in self.sim.requests:
+            if r.rollout != name or r.instance not in ids or r.epoch != store.epochs.get(r.instance, 0):
+                continue
+            events.append((r.time, f"{r.kind} request for {r.instance}"))
+            task = self.sim.state.task(r.task) if r.task else None
+            if task is not None:
+                events += [
+                    (task.started_at, f"task {task.invocation_id} started"),
+                    (task.finished_at, f"task {task.invocation_id} ended"),
+                ]
+        recent = [(t, what) for t, what in events if self.now - deadline + 1 < t <= self.now]
+        if recent:
+            when, what = max(recent)
+            raise Violation(
+                "I4-deadline-implausible",
+                f"{name}: {planner.R_DEADLINE} ({deadline:g}s) at "
+                f"t={self.now - EPOCH:g}, but {what} at t={when - EPOCH:g}",
+            )
+
+    def explained_end(self, store: Store) -> None:
+        """A rollout that settled short of Ready: the ground truth must show why."""
+        status = store.status
+        if condition(status, "Ready").get("status") == "True":
+            return
+        raw: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
+        states = Counter(rec["state"] for rec in raw.values())
+        stall = condition(status, "Stalled")
+        if stall.get("reason") == planner.R_DEADLINE:
+            return  # checked when it was reported (I4-deadline-implausible)
+        if states["GAVE_UP"] or (store.spec["action"] != "ROLLBACK" and states["ROLLED_BACK"]):
+            return  # each GAVE_UP is checked against the requests (I3-gave-up-*)
+        raise Violation(
+            "L-unexplained-end",
+            f"{store.name}: ended {status.get('phase')} ({_reason(status)}) "
+            f"with states {dict(states)}: nothing failed",
+        )
+
+    def snapshot(self) -> list[str]:
+        """What a person needs next to the schedule: each rollout's status and every task."""
+        self._load()
+        out = [f"at t={self.now - EPOCH:g}:"]
+        for store in self.sim.stores.values():
+            status = {k: v for k, v in store.status.items() if k not in ("conditions",)}
+            out.append(
+                f"  {store.name} generation {store.generation}, spec {json.dumps(store.spec, sort_keys=True)}"
+            )
+            out.append(f"  {store.name} conditions: {_reason(store.status)}")
+            out.append(f"  {store.name} status: {json.dumps(status, sort_keys=True, default=str)}")
+        ids = sorted({t["instance_id"] for t in self.tasks})
+        out.append("  emulator tasks by server (type id status from->to (rollout revision)):")
+        out += [f"    {self._history(iid)}" for iid in ids]
+        return out
+
+
+def _resolve_failures(spec: Mapping[str, Any], total: int) -> int:
+    value = spec.get("strategy", {}).get("maxFailures", 0)
+    if isinstance(value, str):
+        return int(value.rstrip("%")) * total // 100
+    return int(value)
+
+
+# --- running seeds ----------------------------------------------------------------------------------
+
+
+async def run_schedule(schedule: Schedule, emu: RunningEmulator) -> SimResult:
+    return await Simulation(schedule, emu).run()
+
+
+async def run_seeds(seeds: Sequence[int], *, progress: bool = False) -> list[SimResult]:
+    """Every seed on one emulator (reset per schedule), in order."""
+    results = []
+    async with running_emulator(EmulatorConfig(scenario=Scenario(), time_scale=0.0)) as emu:
+        for n, seed in enumerate(seeds):
+            results.append(await run_schedule(generate(seed), emu))
+            if progress and (n + 1) % 100 == 0:
+                print(f"  ... {n + 1}/{len(seeds)} schedules", file=sys.stderr, flush=True)
+    return results
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """The reconciler logs every stall and fault as a warning (thousands per run): silenced while it runs."""
+    loggers = [logging.getLogger(name) for name in ("cloudeye_operator", "aiohttp", "httpx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    """What a worker process sends back about one seed (picklable, small)."""
+
+    seed: int
+    steps: int
+    cycles: int
+    crashes: int
+    tasks: int
+    invariant: str | None = None
+    step: str = ""
+    message: str = ""
+
+    @classmethod
+    def of(cls, result: SimResult) -> SeedReport:
+        failure = result.failure
+        return cls(
+            result.seed,
+            result.steps,
+            result.cycles,
+            result.crashes,
+            result.tasks,
+            failure.invariant if failure else None,
+            str(failure.step) if failure else "",
+            str(failure) if failure else "",
+        )
+
+
+def run_chunk(seeds: Sequence[int]) -> list[SeedReport]:
+    """Run seeds in this process (a worker of `run_parallel`, or the caller itself)."""
+    with quiet_logs():
+        return [SeedReport.of(r) for r in asyncio.run(run_seeds(seeds))]
+
+
+def run_parallel(seeds: Sequence[int], jobs: int | None = None) -> list[SeedReport]:
+    """Seeds spread over `jobs` worker processes (default: one per core), each with its own emulator.
+    Each seed's result depends on the seed only, so the split changes nothing but the time taken."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
+    if jobs == 1:
+        return run_chunk(seeds)
+    chunks = [list(seeds[i::jobs]) for i in range(jobs)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        reports = [report for part in pool.map(run_chunk, chunks) for report in part]
+    return sorted(reports, key=lambda report: report.seed)
+
+
+KNOWN_DEFECTS: Final = {
+    "a": "adopts an older look-alike task after a lost answer",
+    "b": "ROLLBACK skips an update that succeeded through a RETRY",
+    "c": "ProgressDeadlineExceeded clears and new tasks start without a spec change",
+    "d": "Reconciling=False while rollbacks on failure are still to do",
+}
+DEFECT_OF: Final = {
+    "I1-duplicate-retry": "a",
+    "I1-duplicate-create": "a",
+    "I1-attempts": "a",
+    "I3-ready-version": "a",
+    "I3-ready-unfinished": "a",
+    "I3-succeeded-version": "a",
+    "I3-gave-up-early": "a",
+    "I3-gave-up-on-success": "a",
+    "I3-ready-rollback-not-undone": "b",
+    "I4-deadline-new-work": "c",
+    "I4-deadline-cleared": "c",
+    "I5-reconciling-false-with-pending-rollbacks": "d",
+}
+
+
+def defect_hint(report: SeedReport) -> str:
+    """Which known defect (KNOWN_DEFECTS) a failure most likely shows, judged from its invariant: a hint
+    for reports, "?" for anything else."""
+    hint = DEFECT_OF.get(report.invariant or "", "?")
+    if report.invariant == "I3-ready-rollback-not-undone" and "through a RETRY" not in report.message:
+        hint = "?"
+    return hint
+
+
+def summary_line(reports: Sequence[SeedReport], seconds: float) -> str:
+    failing = sum(1 for r in reports if r.invariant)
+    return (
+        f"simulation: {len(reports)} schedules, {sum(r.steps for r in reports)} steps checked, "
+        f"{sum(r.cycles for r in reports)} reconcile cycles, {sum(r.crashes for r in reports)} crashes, "
+        f"{sum(r.tasks for r in reports)} tasks, {failing} failing, in {seconds:.1f}s"
+    )
+
+
+def failure_report(reports: Sequence[SeedReport], *, full: bool = False) -> str:
+    """Failing seeds by invariant, then the first failure (or every one) in full."""
+    failures = [r for r in reports if r.invariant]
+    if not failures:
+        return ""
+    lines = ["failing seeds by invariant (defect hint):"]
+    for invariant, n in Counter(r.invariant for r in failures).most_common():
+        seeds = [r.seed for r in failures if r.invariant == invariant]
+        shown = ", ".join(map(str, seeds[:25])) + (" ..." if len(seeds) > 25 else "")
+        hint = DEFECT_OF.get(invariant or "", "?")
+        lines.append(f"  {invariant} ({n}, defect {hint}): {shown}")
+    for report in failures if full else failures[:1]:
+        lines += ["", report.message]
+    lines += ["", f"replay the first failure: {REPLAY.format(seed=failures[0].seed)}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/simulate",
+        description="Deterministic simulation of the reconcile loop: random schedules of crashes, cloud "
+        "faults and spec edits, checked against the emulator's ground truth after every step.",
+    )
+    parser.add_argument("--seeds", type=int, default=200, help="how many schedules (default 200)")
+    parser.add_argument("--start", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seed", type=int, action="append", help="run only this seed (repeatable)")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each schedule and its trace")
+    parser.add_argument("--schedule", action="store_true", help="print the schedule(s) only")
+    parser.add_argument("--all", action="store_true", help="print every failure in full, not only the first")
+    parser.add_argument("--json", metavar="PATH", help="write one JSON record per seed to PATH")
+    args = parser.parse_args(argv)
+    seeds = args.seed or list(range(args.start, args.start + args.seeds))
+    if args.schedule:
+        for seed in seeds:
+            print("\n".join(generate(seed).lines()))
+        return 0
+    started = time.perf_counter()
+    if args.verbose:
+        with quiet_logs():
+            results = asyncio.run(run_seeds(seeds))
+        for result in results:
+            print("\n".join(generate(result.seed).lines()))
+            print("trace:")
+            print("\n".join(result.trace))
+            print(
+                f"outcome: {result.outcome}; {result.tasks} tasks, {result.requests} requests, "
+                f"{result.crashes} crashes\n"
+            )
+        reports = [SeedReport.of(r) for r in results]
+    else:
+        reports = run_parallel(seeds, args.jobs)
+    elapsed = time.perf_counter() - started
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            for report in reports:
+                out.write(
+                    json.dumps(
+                        {**report.__dict__, "defect": defect_hint(report) if report.invariant else None}
+                    )
+                    + "\n"
+                )
+    print(summary_line(reports, elapsed))
+    text = failure_report(reports, full=args.all)
+    if text:
+        print(text)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

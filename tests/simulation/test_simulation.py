@@ -1,0 +1,233 @@
+"""The deterministic simulation in CI: a fixed list of seeds, so a run is the same run every time.
+
+More seeds on demand: `scripts/simulate --seeds 2000 --start 0`; one seed, with its schedule and
+trace: `scripts/simulate --seed N -v`. See sim.py for the schedule space and the invariants.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from cloudeye_operator.cloudeye.models import BatchCreateRequest, InvocationType
+from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
+from cloudeye_operator.rollout import planner
+from tests.simulation import sim
+
+CI_SEEDS: Final = tuple(range(600))
+"""The CI budget: ~2 minutes on 2 cores. Fixed, so CI is deterministic; widen it with scripts/simulate."""
+DETERMINISM_SEED: Final = 65
+"""A schedule with two rollouts, crashes in a batch-create and before a write, lost answers, an
+outage and a drive to the end (see `scripts/simulate --seed 65 --schedule`)."""
+
+
+def test_the_ci_budget_of_seeds_holds_every_invariant(record_property: Callable[[str, object], None]) -> None:
+    started = time.perf_counter()
+    reports = sim.run_parallel(CI_SEEDS, jobs=2)
+    summary = sim.summary_line(reports, time.perf_counter() - started)
+    print(summary)  # shown with -s, and in the PASSES section with -rA
+    record_property("simulation", summary)
+    assert len(reports) == len(CI_SEEDS)
+    assert sum(r.steps for r in reports) > 10 * len(CI_SEEDS)  # the schedules did run
+    failing = [r for r in reports if r.invariant]
+    assert not failing, f"{summary}\n{sim.failure_report(reports)}"
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[RunningEmulator]:
+    async with running_emulator(EmulatorConfig(scenario=Scenario(), time_scale=0.0)) as running:
+        yield running
+
+
+def test_a_seed_always_gives_the_same_schedule() -> None:
+    assert sim.generate(DETERMINISM_SEED) == sim.generate(DETERMINISM_SEED)
+    assert sim.generate(DETERMINISM_SEED) != sim.generate(DETERMINISM_SEED + 1)
+    kinds = {step.kind for step in sim.generate(DETERMINISM_SEED).steps}
+    assert {"crash", "fault", "start", "edit"} <= kinds
+
+
+async def test_a_seed_replays_to_the_same_tasks_and_trace(emu: RunningEmulator) -> None:
+    with sim.quiet_logs():
+        first = await sim.run_schedule(sim.generate(DETERMINISM_SEED), emu)
+        second = await sim.run_schedule(sim.generate(DETERMINISM_SEED), emu)  # same emulator, reset
+    assert str(first.failure) == str(second.failure)
+    assert first.crashes >= 1
+    assert first.tasks >= 5
+    assert first.task_records == second.task_records  # ids, times, lineage, outcomes: all from the seed
+    assert first.trace == second.trace
+    assert first.outcome == second.outcome
+
+
+def test_a_seed_gives_the_same_result_in_another_process_on_another_port() -> None:
+    one, other = sim.run_parallel([DETERMINISM_SEED, DETERMINISM_SEED], jobs=2)
+    assert one == other
+    assert one.steps > 20
+
+
+# --- the checkers themselves: a status that lies about the cloud must be caught ---------------------
+
+LIAR_SCENARIO: Final[dict[str, Any]] = {
+    "seed": 7,
+    "fleet": [{"id": f"srv-{i:04d}", "version": sim.BASE_VERSION, "eligible": True} for i in range(1, 4)],
+    "versions": {"basic": sim.BASE_VERSION, "advance": "2.7.2", "latest": "2.7.2"},
+    "timing": {"pending_seconds": 1, "running_seconds": 3, "timeout_seconds": 10},
+    "outcomes": {"srv-0001": ["FAILED", "FAILED", "SUCCEEDED"]},
+    "failure_rate": 0.0,
+    "timeout_rate": 0.0,
+}
+LIAR_SPEC: Final[dict[str, Any]] = {
+    "action": "UPDATE",
+    "version": "2.7.2",
+    "instances": [{"id": f"srv-{i:04d}"} for i in range(1, 4)],
+    "strategy": {"maxInFlight": 3, "retry": {"limit": 3, "backoffSeconds": 1}, "pollIntervalSeconds": 2},
+}
+LIAR_STEPS: Final = (sim.Step("cycle"), sim.Step("advance", seconds=2.0), sim.Step("cycle"))
+"""After these, srv-0001's UPDATE task is RUNNING and nothing is updated yet."""
+
+
+def _ready(status: dict[str, Any]) -> None:
+    for cond in status["conditions"]:
+        if cond["type"] == "Ready":
+            cond.update(status="True", reason="Succeeded")
+    status["instances"] = {iid: {"state": "SUCCEEDED"} for iid in status["instances"]}
+    status["summary"] = {**status["summary"], "succeeded": 3, "inFlight": 0, "pending": 0}
+
+
+def _stalled(status: dict[str, Any]) -> None:
+    for cond in status["conditions"]:
+        if cond["type"] == "Stalled":
+            cond.update(status="True", reason="Bogus")
+
+
+def _settled_with_intent(status: dict[str, Any]) -> None:
+    status["phase"] = "Succeeded"
+    status["intents"] = {
+        "r1-update-x": {"action": "UPDATE", "instanceIds": ["srv-0001"], "createdAt": "2025-06-15T00:00:00Z"}
+    }
+    for cond in status["conditions"]:
+        if cond["type"] == "Reconciling":
+            cond.update(status="False", reason="Completed")
+
+
+def _summary(status: dict[str, Any]) -> None:
+    status["summary"] = {**status["summary"], "total": 4}
+
+
+def _forgets(status: dict[str, Any]) -> None:
+    status["instances"].pop("srv-0002")
+
+
+@pytest.mark.parametrize(
+    ("lie", "invariant"),
+    [
+        (_ready, "I3-ready-unfinished"),
+        (_stalled, "I4-unknown-reason"),
+        (_settled_with_intent, "I5-settled-with-intents"),
+        (_summary, "I2-summary"),
+        (_forgets, "I2-instances"),
+    ],
+    ids=["ready-while-running", "unknown-stall", "settled-with-intent", "summary", "forgotten-server"],
+)
+async def test_the_checkers_catch_a_status_that_lies(emu: RunningEmulator, lie: Any, invariant: str) -> None:
+    schedule = sim.Schedule(0, LIAR_SCENARIO, LIAR_SPEC, LIAR_STEPS)
+    simulation = sim.Simulation(schedule, emu)
+    with sim.quiet_logs():
+        for step in schedule.steps:
+            await simulation.run_step(step)
+            simulation.checker.check()  # the truth passes
+        store = simulation.stores[sim.FIRST]
+        lied = copy.deepcopy(store.status)
+        lie(lied)
+        store.status = lied
+        with pytest.raises(sim.Violation) as caught:
+            simulation.checker.check()
+        await simulation.process.pool.aclose()
+    assert caught.value.invariant == invariant, str(caught.value)
+
+
+async def test_the_checkers_catch_a_duplicate_retry_made_behind_the_operators_back(
+    emu: RunningEmulator,
+) -> None:
+    schedule = sim.Schedule(0, LIAR_SCENARIO, LIAR_SPEC, ())
+    simulation = sim.Simulation(schedule, emu)
+    store = simulation.stores[sim.FIRST]
+    with sim.quiet_logs():
+        retried = None
+        for _ in range(30):  # until srv-0001's UPDATE was retried and that RETRY failed too
+            await simulation.cycle(store)
+            simulation.checker.check()
+            tasks = emu.tasks()
+            retries = [t for t in tasks if t["invocation_type"] == "RETRY" and t["status"] == "FAILED"]
+            if retries:
+                retried = retries[0]["retry_of"]
+                break
+            emu.advance(store.requeue or 1.0)
+        assert retried is not None
+        simulation.actor = store  # as if this rollout's process sent it
+        request = BatchCreateRequest(invocation_type=InvocationType.RETRY, invocation_ids=[retried])
+        simulation.state.batch_create(request, emu.now())
+        simulation.actor = None
+        with pytest.raises(sim.Violation) as caught:
+            simulation.checker.check()
+        await simulation.process.pool.aclose()
+    assert caught.value.invariant == "I1-duplicate-retry", str(caught.value)
+
+
+async def test_a_failure_names_the_seed_the_step_the_schedule_and_the_replay(emu: RunningEmulator) -> None:
+    class Liar(sim.Simulation):
+        async def run_step(self, step: sim.Step) -> str:
+            outcome = await super().run_step(step)
+            if step.kind == "cycle" and self.cycles == 2:
+                _ready(self.stores[sim.FIRST].status)
+            return outcome
+
+    schedule = sim.Schedule(1234, LIAR_SCENARIO, LIAR_SPEC, LIAR_STEPS)
+    with sim.quiet_logs():
+        result = await Liar(schedule, emu).run()
+    failure = result.failure
+    assert failure is not None
+    assert isinstance(failure, AssertionError)
+    text = str(failure)
+    assert (failure.seed, failure.step, failure.invariant) == (1234, 2, "I3-ready-unfinished")
+    assert "simulation seed 1234: invariant I3-ready-unfinished violated at step 2" in text
+    assert "replay: scripts/simulate --seed 1234 -v" in text
+    assert ">>   2  cycle first" in text  # the schedule, one step a line, the failing one marked
+    assert "srv-0001 (now 2.6.1): UPDATE" in text  # the emulator's record of the server
+
+
+def test_the_known_stall_reasons_are_the_products() -> None:
+    """I4 judges Stalled reasons against a list: it must hold every reason the product can write."""
+    root = Path(__file__).resolve().parents[2] / "operator" / "cloudeye_operator"
+    reconciler = (root / "reconciler.py").read_text(encoding="utf-8")
+    literals = {
+        found
+        for line in reconciler.splitlines()
+        if "stall(" in line or "why = " in line
+        for found in re.findall(r'"([A-Z][A-Za-z]+)"', line)
+    }
+    source = (root / "rollout" / "planner.py").read_text(encoding="utf-8")
+    names = re.findall(r"stalled = \(\s*(R_[A-Z_]+)", source) + re.findall(r"return (R_[A-Z_]+)\n", source)
+    from_planner = {getattr(planner, name) for name in names}
+    assert literals, "no stall reason found in reconciler.py: the pattern is stale"
+    assert from_planner >= {planner.R_BUDGET, planner.R_DEADLINE}, "the planner pattern is stale"
+    assert literals | from_planner <= sim.KNOWN_STALL_REASONS
+
+
+def test_scripts_simulate_runs_seeds_and_prints_the_figures() -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "simulate"
+    done = subprocess.run(
+        [str(script), "--seeds", "2", "--start", "5", "--jobs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"simulation: 2 schedules, \d+ steps checked, \d+ reconcile cycles", done.stdout)
