@@ -1028,16 +1028,19 @@ class Simulation:
                 return
             for each in self.stores.values():
                 each.cycled = False
-            label = f"{index}.{n}"
-            try:
-                outcome = await self.cycle(store)
-                self._note(label, f"cycle {store.name}", outcome)
-                self.steps_done += 1
-                self.checker.check()
-            except Violation as violation:
-                self._note(label, f"cycle {store.name}", "VIOLATION")
-                raise self._fail(label, violation, mark=index) from None
+            await self._checked_cycle(store, f"{index}.{n}", mark=index)
             self.emu.advance(store.requeue if store.requeue is not None else 5.0)
+
+    async def _checked_cycle(self, store: Store, label: str, mark: int | None = None) -> None:
+        """One cycle of `store`, then every invariant; a violation fails the schedule at `label`."""
+        try:
+            outcome = await self.cycle(store)
+            self._note(label, f"cycle {store.name}", outcome)
+            self.steps_done += 1
+            self.checker.check()
+        except Violation as violation:
+            self._note(label, f"cycle {store.name}", "VIOLATION")
+            raise self._fail(label, violation, mark=mark) from None
 
     async def _settle(self) -> None:
         """Liveness: no more faults, nobody paused, time runs: every rollout must settle in a bound."""
@@ -1061,15 +1064,7 @@ class Simulation:
             for each in self.stores.values():
                 each.cycled = False
             before = self.checker.own_requests(store.name)
-            label = f"final-{n}"
-            try:
-                outcome = await self.cycle(store)
-                self._note(label, f"cycle {store.name}", outcome)
-                self.steps_done += 1
-                self.checker.check()
-            except Violation as violation:
-                self._note(label, f"cycle {store.name}", "VIOLATION")
-                raise self._fail(label, violation) from None
+            await self._checked_cycle(store, f"final-{n}")
             delay = store.requeue if store.requeue is not None else IDLE_SECONDS
             due[store.name] = self.emu.now() + delay
             still = (
