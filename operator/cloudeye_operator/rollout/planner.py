@@ -156,9 +156,9 @@ def plan(
     `claimed_elsewhere`: instance id -> "namespace/name" of another rollout with unfinished work on it.
     `credentials`: a tag of the credentials this cycle uses (`credentials.tag`), to tell rotated ones.
     """
-    planner = _Planner(spec, generation, status, observed, utc_seconds(now), claimed_elsewhere or {})
-    planner.credentials = credentials
-    return planner.run()
+    return _Planner(
+        spec, generation, status, observed, utc_seconds(now), claimed_elsewhere or {}, credentials
+    ).run()
 
 
 @dataclass
@@ -177,6 +177,7 @@ class _Planner:
         observed: Observation,
         now: datetime,
         claimed: Mapping[str, str],
+        credentials: str | None,
     ) -> None:
         self.spec = spec
         self.ids = spec.instance_ids
@@ -204,7 +205,7 @@ class _Planner:
         # A deadline that fired stays fired until the spec changes (a new generation): no new task.
         self.deadline_fired = status.deadline_exceeded_generation == generation
         self.api_hold: datetime | None = None
-        self.credentials: str | None = None
+        self.credentials = credentials
 
     # --- the cycle ------------------------------------------------------------------------------
 
