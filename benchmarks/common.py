@@ -22,8 +22,10 @@ def rollout_ids(rollouts: int, servers: int, style: str) -> list[list[str]]:
     """The instance ids of each rollout: short (`ecs-00001`) or 36-character UUIDs."""
     if style == "uuid":
         rng = random.Random(7)
-        return [[str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(servers)]
-                for _ in range(rollouts)]
+        return [
+            [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(servers)]
+            for _ in range(rollouts)
+        ]
     if rollouts == 1:
         return [[f"ecs-{i:05d}" for i in range(1, servers + 1)]]
     return [[f"r{r:02d}-ecs-{i:05d}" for i in range(1, servers + 1)] for r in range(rollouts)]
@@ -42,8 +44,11 @@ def scenario(groups: list[list[str]], failing: int, history: int) -> dict[str, A
         "seed": 1,
         "fleet": fleet,
         "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
-        "timing": {"pending_seconds": PENDING_SECONDS, "running_seconds": RUNNING_SECONDS,
-                   "timeout_seconds": RUNNING_SECONDS},
+        "timing": {
+            "pending_seconds": PENDING_SECONDS,
+            "running_seconds": RUNNING_SECONDS,
+            "timeout_seconds": RUNNING_SECONDS,
+        },
         "outcomes": {i: ["FAILED", "SUCCEEDED"] for i in failing_ids(groups, failing)},
     }
 

@@ -53,9 +53,16 @@ def timed(fn: Callable[[], Any], reps: int) -> dict[str, float]:
 def tasks(ids: list[str], task_ids: list[str], status: InvocationStatus) -> list[InvocationInfo]:
     created = int(T0.timestamp() * 1000)
     return [
-        InvocationInfo(invocation_id=t, instance_id=i, invocation_type=InvocationType.UPDATE,
-                       invocation_status=status, create_time=created, update_time=created + 20_000,
-                       current_version="2.6.1", target_version="2.7.2")
+        InvocationInfo(
+            invocation_id=t,
+            instance_id=i,
+            invocation_type=InvocationType.UPDATE,
+            invocation_status=status,
+            create_time=created,
+            update_time=created + 20_000,
+            current_version="2.6.1",
+            target_version="2.7.2",
+        )
         for i, t in zip(ids, task_ids, strict=True)
     ]
 
@@ -69,8 +76,12 @@ def measure(n: int, reps: int) -> dict[str, Any]:
     ids = rollout_ids(1, n, "uuid")[0]
     task_ids = [f"{i[:-4]}beef" for i in ids]  # 36 characters, distinct from the instance ids
     wave = min(n, MAX_IN_FLIGHT)
-    spec_dict = {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": i} for i in ids],
-                 "strategy": {"maxInFlight": wave, "pollIntervalSeconds": 15}}
+    spec_dict = {
+        "action": "UPDATE",
+        "version": "2.7.2",
+        "instances": [{"id": i} for i in ids],
+        "strategy": {"maxInFlight": wave, "pollIntervalSeconds": 15},
+    }
     spec = RolloutSpec.parse(spec_dict)
     empty = RolloutStatus()
     first = plan(spec, 1, empty, Observation.of([]), T0)
@@ -80,22 +91,35 @@ def measure(n: int, reps: int) -> dict[str, Any]:
     # Mid-rollout: the first half SUCCEEDED, the next wave RUNNING, the rest WAITING.
     half = n // 2
     done_ids, wave_ids = ids[:half], ids[half : half + wave]
-    mid = RolloutStatus.from_dict({**pending.to_dict(), "intents": {}, "instances": {
-        **{i: {"state": "SUCCEEDED"} for i in done_ids},
-        **{i: {"state": "RUNNING", "invocationId": t, "attempts": 1}
-           for i, t in zip(wave_ids, task_ids[half : half + wave], strict=True)},
-        **{i: {"state": "WAITING"} for i in ids[half + wave :]},
-    }})
+    mid = RolloutStatus.from_dict(
+        {
+            **pending.to_dict(),
+            "intents": {},
+            "instances": {
+                **{i: {"state": "SUCCEEDED"} for i in done_ids},
+                **{
+                    i: {"state": "RUNNING", "invocationId": t, "attempts": 1}
+                    for i, t in zip(wave_ids, task_ids[half : half + wave], strict=True)
+                },
+                **{i: {"state": "WAITING"} for i in ids[half + wave :]},
+            },
+        }
+    )
     wave_tasks = task_ids[half : half + wave]
     running_obs = Observation.of(tasks(wave_ids, wave_tasks, InvocationStatus.RUNNING))
     done_obs = Observation.of(tasks(wave_ids, wave_tasks, InvocationStatus.SUCCEEDED))
     running = plan(spec, 1, mid, running_obs, t15).status
     turnover = plan(spec, 1, running, done_obs, t45)
     pages = [
-        json.dumps({"count": n, "invocations": [
-            t.model_dump(mode="json", exclude_none=True)
-            for t in tasks(ids, task_ids, InvocationStatus.RUNNING)
-        ][k : k + 100]})
+        json.dumps(
+            {
+                "count": n,
+                "invocations": [
+                    t.model_dump(mode="json", exclude_none=True)
+                    for t in tasks(ids, task_ids, InvocationStatus.RUNNING)
+                ][k : k + 100],
+            }
+        )
         for k in range(0, n, 100)
     ]
     running_dict = running.to_dict()
@@ -107,11 +131,13 @@ def measure(n: int, reps: int) -> dict[str, Any]:
         "spec_parse": timed(lambda: RolloutSpec.parse(spec_dict), reps),
         "status_from_dict": timed(lambda: RolloutStatus.from_dict(running_dict), reps),
         "observation_needs": timed(
-            lambda: choose_poll(len(observation_needs(spec, running).invocation_ids), n), reps),
+            lambda: choose_poll(len(observation_needs(spec, running).invocation_ids), n), reps
+        ),
         "parse_listing": timed(lambda: [parse_list_page(p) for p in pages], reps),  # as the client does
         "plan_first": timed(lambda: plan(spec, 1, empty, Observation.of([]), T0), reps),
         "record_outcome": timed(
-            lambda: record_outcome(first.status, action, created(action.instance_ids, task_ids), T0), reps),
+            lambda: record_outcome(first.status, action, created(action.instance_ids, task_ids), T0), reps
+        ),
         "plan_nothing_changed": timed(lambda: plan(spec, 1, running, running_obs, t30), reps),
         "plan_wave_turnover": timed(lambda: plan(spec, 1, running, done_obs, t45), reps),
         "status_to_dict": timed(running.to_dict, reps),
@@ -120,18 +146,29 @@ def measure(n: int, reps: int) -> dict[str, Any]:
         "status_patch_nothing": timed(lambda: status_patch_between(running, running), reps),
         "status_patch_turnover": timed(lambda: status_patch_between(running, turnover.status), reps),
     }
-    sizes = {"first": first_dict, "created": pending_dict, "mid_running": running_dict,
-             "turnover": turnover_dict}
-    return {"n": n, "wave": wave, "reps": reps, "steps": figures,
-            "status_bytes": {k: len(json.dumps(v, separators=(",", ":"))) for k, v in sizes.items()}}
+    sizes = {
+        "first": first_dict,
+        "created": pending_dict,
+        "mid_running": running_dict,
+        "turnover": turnover_dict,
+    }
+    return {
+        "n": n,
+        "wave": wave,
+        "reps": reps,
+        "steps": figures,
+        "status_bytes": {k: len(json.dumps(v, separators=(",", ":"))) for k, v in sizes.items()},
+    }
 
 
 def created(instance_ids: tuple[str, ...], task_ids: list[str]) -> Created:
     by_instance = dict(zip(instance_ids, task_ids, strict=False))  # (task ids: any distinct ones)
-    return Created([
-        BatchCreateInvocationInfo(instance_id=iid, ret_status=RetStatus.SUCCESSFUL, invocation_id=tid)
-        for iid, tid in by_instance.items()
-    ])
+    return Created(
+        [
+            BatchCreateInvocationInfo(instance_id=iid, ret_status=RetStatus.SUCCESSFUL, invocation_id=tid)
+            for iid, tid in by_instance.items()
+        ]
+    )
 
 
 def main() -> None:

@@ -93,21 +93,36 @@ class Watched(FakeCluster):
     async def cycle(self) -> Cycle:
         # As FakeCluster.cycle, without its defensive deep copies (the reconciler does not mutate its
         # inputs): their CPU would be counted as the operator's.
-        rollout = Rollout(namespace="default", name=self.name, generation=self.generation, spec=self.spec,
-                          status=self.written if self.written is not None else self.status,
-                          write_status=self._write, post_event=self._event,
-                          claimed_elsewhere=self.claimed_elsewhere)
+        rollout = Rollout(
+            namespace="default",
+            name=self.name,
+            generation=self.generation,
+            spec=self.spec,
+            status=self.written if self.written is not None else self.status,
+            write_status=self._write,
+            post_event=self._event,
+            claimed_elsewhere=self.claimed_elsewhere,
+        )
         cycle = await reconcile(rollout, self.deps)
         self.written = cycle.status
         return cycle
 
 
 def object_bytes(spec: dict[str, Any], status: dict[str, Any]) -> int:
-    obj = {"apiVersion": "cloudeye.dev/v1alpha1", "kind": "AgentRollout",
-           "metadata": {"name": "fleet-update", "namespace": "default", "generation": 1,
-                        "uid": "0f8b6c1e-8f2e-4d55-9a57-3c1f1d3b9a10", "resourceVersion": "123456",
-                        "creationTimestamp": "2025-01-01T00:00:00Z"},
-           "spec": spec, "status": status}
+    obj = {
+        "apiVersion": "cloudeye.dev/v1alpha1",
+        "kind": "AgentRollout",
+        "metadata": {
+            "name": "fleet-update",
+            "namespace": "default",
+            "generation": 1,
+            "uid": "0f8b6c1e-8f2e-4d55-9a57-3c1f1d3b9a10",
+            "resourceVersion": "123456",
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+        },
+        "spec": spec,
+        "status": status,
+    }
     return len(dumps(obj))
 
 
@@ -120,7 +135,10 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     groups = rollout_ids(rollouts, servers, config["ids"])
     emu_proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our own module; started once
         [sys.executable, "-m", "benchmarks.emuproc", json.dumps(config)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert emu_proc.stdin is not None
     assert emu_proc.stdout is not None
@@ -183,20 +201,38 @@ async def _drive(
     clusters: list[Watched] = []
     for index, ids in enumerate(groups):
         spec = {
-            "action": "UPDATE", "version": "2.7.2",
+            "action": "UPDATE",
+            "version": "2.7.2",
             "instances": [{"id": i} for i in ids],
-            "cloud": {"region": "cn-north-4", "projectId": emu.project_id, "endpoint": emu.url,
-                      "credentialsSecretRef": {"name": "creds"}},
+            "cloud": {
+                "region": "cn-north-4",
+                "projectId": emu.project_id,
+                "endpoint": emu.url,
+                "credentialsSecretRef": {"name": "creds"},
+            },
             # As wide as allowed: N up to 1,000 in one wave, 10,000 in ten (MAX_IN_FLIGHT).
-            "strategy": {"maxInFlight": min(len(ids), MAX_IN_FLIGHT), "maxFailures": 0,
-                         "pollIntervalSeconds": POLL_SECONDS,
-                         "retry": {"limit": 3, "backoffSeconds": RETRY_BACKOFF_SECONDS}},
+            "strategy": {
+                "maxInFlight": min(len(ids), MAX_IN_FLIGHT),
+                "maxFailures": 0,
+                "pollIntervalSeconds": POLL_SECONDS,
+                "retry": {"limit": 3, "backoffSeconds": RETRY_BACKOFF_SECONDS},
+            },
         }
-        cluster = Watched(emu, spec, secrets={"creds": secret_data(token=d.DEFAULT_TOKEN)},  # type: ignore[arg-type]
-                          settings=settings, keep=index == 0, name=f"fleet-{index}")
+        cluster = Watched(
+            emu,
+            spec,
+            secrets={"creds": secret_data(token=d.DEFAULT_TOKEN)},  # type: ignore[arg-type]
+            settings=settings,
+            keep=index == 0,
+            name=f"fleet-{index}",
+        )
         cluster.pool = pool
-        cluster.deps = Deps(settings=settings, pool=pool, read_secret=clusters[0]._read_secret if clusters
-                            else cluster._read_secret, clock=cluster.deps.clock)
+        cluster.deps = Deps(
+            settings=settings,
+            pool=pool,
+            read_secret=clusters[0]._read_secret if clusters else cluster._read_secret,
+            clock=cluster.deps.clock,
+        )
         clusters.append(cluster)
     shared_counts: dict[tuple[str | None, str], int] = {}
     shared_listings = clusters[0].deps.listings  # its clock is the emulator's (Deps.__post_init__)
@@ -232,25 +268,39 @@ async def _drive(
         step: dict[str, Any] = {
             "t": round(emu.now() - steps[0]["t0"], 1) if steps else 0.0,
             "t0": steps[0]["t0"] if steps else emu.now(),
-            "rollouts": len(active), "unfinished": unfinished, "project_tasks": project_tasks,
-            "list_calls": delta[Endpoint.LIST.value], "create_calls": delta[Endpoint.BATCH_CREATE.value],
-            "cpu_ms": cpu * 1000, "wall_ms": wall * 1000,
-            "patches": [], "patch_bytes": [], "changed": [], "spurious": 0, "started": 0,
+            "rollouts": len(active),
+            "unfinished": unfinished,
+            "project_tasks": project_tasks,
+            "list_calls": delta[Endpoint.LIST.value],
+            "create_calls": delta[Endpoint.BATCH_CREATE.value],
+            "cpu_ms": cpu * 1000,
+            "wall_ms": wall * 1000,
+            "patches": [],
+            "patch_bytes": [],
+            "changed": [],
+            "spurious": 0,
+            "started": 0,
         }
         for k, (i, cycle) in enumerate(zip(active, cycles, strict=True)):
             cluster = clusters[i]
-            new = cluster.written_patches[n_patches[k]:]
+            new = cluster.written_patches[n_patches[k] :]
             step["patches"].append(cycle.patches)
             step["patch_bytes"].append(sum(size for size, _ in new))
             changed = set().union(*(ids for _, ids in new)) if new else set()
             step["changed"].append(len(changed))
             old_states, new_states = states(before[k]), states(cluster.status)
             step["started"] += sum(
-                1 for iid, state in new_states.items()
+                1
+                for iid, state in new_states.items()
                 if state in UNFINISHED and old_states.get(iid, "WAITING") in STARTABLE
             )
-            if cycle.patches and old_states == new_states and not (cluster.status.get("intents") or {}) \
-                    and before[k].get("summary") == cluster.status.get("summary") and before[k]:
+            if (
+                cycle.patches
+                and old_states == new_states
+                and not (cluster.status.get("intents") or {})
+                and before[k].get("summary") == cluster.status.get("summary")
+                and before[k]
+            ):
                 step["spurious"] += 1
             if condition(cluster.status, "Ready").get("status") == "True":
                 ready_at[i] = emu.now()
@@ -277,8 +327,10 @@ async def _drive(
     if not any(math.isnan(t) for t in ready_at):
         start_calls = Counter(calls)
         after = await asyncio.gather(*(c.cycle() for c in clusters))
-        quiet = {"patches": sum(c.patches for c in after),
-                 "calls": sum((Counter(calls) - start_calls).values())}
+        quiet = {
+            "patches": sum(c.patches for c in after),
+            "calls": sum((Counter(calls) - start_calls).values()),
+        }
     final_object = object_bytes(clusters[0].spec, clusters[0].status)
     spec_bytes = len(dumps(clusters[0].spec))
     retries = sum(1 for i in failing if clusters[0].status["instances"][i].get("attempts") == 2)
@@ -300,8 +352,10 @@ async def _drive(
         "spec_bytes": spec_bytes,
         "retried": retries,
         "memory_kib": {"base": base_memory, "end": end_memory},
-        "poll_cpu_ms": {"median": statistics.median(poll_cpu) if poll_cpu else None,
-                        "max": max(poll_cpu) if poll_cpu else None},
+        "poll_cpu_ms": {
+            "median": statistics.median(poll_cpu) if poll_cpu else None,
+            "max": max(poll_cpu) if poll_cpu else None,
+        },
     }
 
 

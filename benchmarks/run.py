@@ -67,19 +67,26 @@ def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
     latency = result["ready_latency_s"]
     return {
         "config": f"{r}x{n:,} {cfg['ids']} hist {h:,}",
-        "creates": result["creates_by_kind"].get("UPDATE", 0), "creates_min": r * math.ceil(n / PAGE),
+        "creates": result["creates_by_kind"].get("UPDATE", 0),
+        "creates_min": r * math.ceil(n / PAGE),
         "retry_calls": result["creates_by_kind"].get("RETRY", 0),
         "total_creates": result["calls"].get("batch_create", 0),
-        "poll_list_max": worst["list_calls"], "poll_bound": bound, "naive": naive, "minimum": minimum,
-        "naive_ratio": naive / worst["list_calls"], "min_ratio": worst["list_calls"] / minimum,
-        "over_bound_cycles": len(over), "poll_cycles": len(listing),
+        "poll_list_max": worst["list_calls"],
+        "poll_bound": bound,
+        "naive": naive,
+        "minimum": minimum,
+        "naive_ratio": naive / worst["list_calls"],
+        "min_ratio": worst["list_calls"] / minimum,
+        "over_bound_cycles": len(over),
+        "poll_cycles": len(listing),
         "total_list": result["calls"].get("list", 0),
         "patches_per_poll_max": max(poll_patches) if poll_patches else 0,
         "spurious_patches": sum(s["spurious"] for s in steps),
         "quiet_after_ready": result["quiet_after_ready"],
         "patch_bytes_all": max(max(s["patch_bytes"]) for s in polls) if polls else 0,
         "patch_bytes_10": max((s["patch_bytes"][0] for s in small), default=None),
-        "object_max": result["object_bytes_max"], "object_final": result["object_bytes_final"],
+        "object_max": result["object_bytes_max"],
+        "object_final": result["object_bytes_final"],
         "spec_bytes": result["spec_bytes"],
         "cpu_poll_median_ms": result["poll_cpu_ms"]["median"],
         "cpu_poll_max_ms": result["poll_cpu_ms"]["max"],
@@ -100,7 +107,10 @@ async def emulator_capacity(servers: int, history: int, seconds: float) -> dict[
     config = {"rollouts": 1, "servers": servers, "ids": "short", "history": history}
     proc = subprocess.Popen(  # noqa: S603, ASYNC220
         [sys.executable, "-m", "benchmarks.emuproc", json.dumps(config)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -110,17 +120,24 @@ async def emulator_capacity(servers: int, history: int, seconds: float) -> dict[
     base = f"{url}/v3/{d.DEFAULT_PROJECT_ID}/agent-invocations"
     headers = {"X-Auth-Token": d.DEFAULT_TOKEN}
     ids = rollout_ids(1, servers, "short")[0]
-    queries: list[dict[str, Any]] = [{}, {"offset": history // 2}, {"instance_id": "old-0500"},
-                                     {"instance_id": ids[0]}, {"invocation_type": "UPDATE"}]
+    queries: list[dict[str, Any]] = [
+        {},
+        {"offset": history // 2},
+        {"instance_id": "old-0500"},
+        {"instance_id": ids[0]},
+        {"invocation_type": "UPDATE"},
+    ]
     done = 0
     try:
         async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+
             async def worker(k: int) -> None:
                 nonlocal done
                 while time.perf_counter() < stop:
                     response = await http.get(base, params=queries[(done + k) % len(queries)])
                     response.raise_for_status()
                     done += 1
+
             start = time.perf_counter()
             stop = start + seconds
             await asyncio.gather(*(worker(k) for k in range(4)))
@@ -140,9 +157,16 @@ async def emulator_capacity(servers: int, history: int, seconds: float) -> dict[
         proc.stdin.write('{"cmd": "quit"}\n')
         proc.stdin.flush()
         proc.wait(timeout=30)
-    return {"servers": servers, "tasks": history, "prefill_s": prefill,
-            "list_rps": list_rate, "create_rps": create_rate, "create_tasks_per_s": create_rate * PAGE,
-            "rss_after_prefill_mib": after_prefill["VmHWM"] / 1024, "rss_peak_mib": memory["VmHWM"] / 1024}
+    return {
+        "servers": servers,
+        "tasks": history,
+        "prefill_s": prefill,
+        "list_rps": list_rate,
+        "create_rps": create_rate,
+        "create_tasks_per_s": create_rate * PAGE,
+        "rss_after_prefill_mib": after_prefill["VmHWM"] / 1024,
+        "rss_peak_mib": memory["VmHWM"] / 1024,
+    }
 
 
 def fmt(value: Any) -> str:
@@ -173,8 +197,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.quick:
-        configs = [(1, 100, "short", 0), (1, 1000, "short", 0), (1, 1000, "short", 10_000),
-                   (10, 100, "short", 0)]
+        configs = [
+            (1, 100, "short", 0),
+            (1, 1000, "short", 0),
+            (1, 1000, "short", 10_000),
+            (10, 100, "short", 0),
+        ]
         cpu_n, cpu_reps, emu = 10_000, 3, (10_000, 10_000, 1.0)
     else:
         configs = [(1, n, "short", h) for n in (100, 1_000, 10_000) for h in (0, 10_000, 100_000)]
@@ -186,8 +214,13 @@ def main() -> None:
     rows = []
     for rollouts, servers, ids, history in configs:
         failing = min(10, max(1, servers // 100))
-        config = {"rollouts": rollouts, "servers": servers, "ids": ids, "history": history,
-                  "failing": failing}
+        config = {
+            "rollouts": rollouts,
+            "servers": servers,
+            "ids": ids,
+            "history": history,
+            "failing": failing,
+        }
         t0 = time.perf_counter()
         row = rollout_row(child("benchmarks.drive", json.dumps(config)))
         print(f"  {row['config']}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
@@ -195,39 +228,121 @@ def main() -> None:
     cpu = child("benchmarks.cpu", str(cpu_n), str(cpu_reps))
     capacity = asyncio.run(emulator_capacity(*emu))
 
-    print("\nCloud calls (creates: UPDATE batch-create calls in all; per poll cycle: the busiest one; "
-          "naive = one call per unfinished server, minimum = unfinished/100 pages)")
-    print(table(
-        ["rollouts x N, ids, old tasks", "creates", "min", "retry calls", "list/poll", "target", "naive",
-         "minimum", "naive/actual", "actual/min", "cycles over target", "lists total"],
-        [[r["config"], r["creates"], r["creates_min"], r["retry_calls"], r["poll_list_max"], r["poll_bound"],
-          r["naive"],
-          r["minimum"], r["naive_ratio"], r["min_ratio"], f"{r['over_bound_cycles']}/{r['poll_cycles']}",
-          r["total_list"]] for r in rows]))
+    print(
+        "\nCloud calls (creates: UPDATE batch-create calls in all; per poll cycle: the busiest one; "
+        "naive = one call per unfinished server, minimum = unfinished/100 pages)"
+    )
+    print(
+        table(
+            [
+                "rollouts x N, ids, old tasks",
+                "creates",
+                "min",
+                "retry calls",
+                "list/poll",
+                "target",
+                "naive",
+                "minimum",
+                "naive/actual",
+                "actual/min",
+                "cycles over target",
+                "lists total",
+            ],
+            [
+                [
+                    r["config"],
+                    r["creates"],
+                    r["creates_min"],
+                    r["retry_calls"],
+                    r["poll_list_max"],
+                    r["poll_bound"],
+                    r["naive"],
+                    r["minimum"],
+                    r["naive_ratio"],
+                    r["min_ratio"],
+                    f"{r['over_bound_cycles']}/{r['poll_cycles']}",
+                    r["total_list"],
+                ]
+                for r in rows
+            ],
+        )
+    )
     print("\nKubernetes (bytes of compact JSON; etcd limit 1,572,864)")
-    print(table(
-        ["rollouts x N, ids, old tasks", "patches/poll max", "spurious", "after Ready", "patch busiest poll",
-         "patch 10 moved", "spec", "object max", "object final", "of limit"],
-        [[r["config"], r["patches_per_poll_max"], r["spurious_patches"],
-          f"{r['quiet_after_ready']['patches']} patch, {r['quiet_after_ready']['calls']} call",
-          r["patch_bytes_all"], r["patch_bytes_10"], r["spec_bytes"], r["object_max"], r["object_final"],
-          f"{100 * r['object_max'] / ETCD_LIMIT:.0f}%"] for r in rows]))
-    print("\nThe operator (CPU per poll cycle: the whole reconcile cycle incl. HTTP client, "
-          "not the emulator)")
-    print(table(
-        ["rollouts x N, ids, old tasks", "cpu/poll median ms", "max ms", "last task -> Ready (polls)",
-         "all Ready", "RSS base MiB", "RSS peak MiB", "emulator RSS MiB"],
-        [[r["config"], r["cpu_poll_median_ms"], r["cpu_poll_max_ms"], r["latency_polls_max"], r["all_ready"],
-          r["rss_base_mib"], r["rss_peak_mib"], r["emu_rss_mib"]] for r in rows]))
+    print(
+        table(
+            [
+                "rollouts x N, ids, old tasks",
+                "patches/poll max",
+                "spurious",
+                "after Ready",
+                "patch busiest poll",
+                "patch 10 moved",
+                "spec",
+                "object max",
+                "object final",
+                "of limit",
+            ],
+            [
+                [
+                    r["config"],
+                    r["patches_per_poll_max"],
+                    r["spurious_patches"],
+                    f"{r['quiet_after_ready']['patches']} patch, {r['quiet_after_ready']['calls']} call",
+                    r["patch_bytes_all"],
+                    r["patch_bytes_10"],
+                    r["spec_bytes"],
+                    r["object_max"],
+                    r["object_final"],
+                    f"{100 * r['object_max'] / ETCD_LIMIT:.0f}%",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print(
+        "\nThe operator (CPU per poll cycle: the whole reconcile cycle incl. HTTP client, not the emulator)"
+    )
+    print(
+        table(
+            [
+                "rollouts x N, ids, old tasks",
+                "cpu/poll median ms",
+                "max ms",
+                "last task -> Ready (polls)",
+                "all Ready",
+                "RSS base MiB",
+                "RSS peak MiB",
+                "emulator RSS MiB",
+            ],
+            [
+                [
+                    r["config"],
+                    r["cpu_poll_median_ms"],
+                    r["cpu_poll_max_ms"],
+                    r["latency_polls_max"],
+                    r["all_ready"],
+                    r["rss_base_mib"],
+                    r["rss_peak_mib"],
+                    r["emu_rss_mib"],
+                ]
+                for r in rows
+            ],
+        )
+    )
     print(f"\nReconcile steps at N={cpu['n']:,} without I/O (process CPU, {cpu['reps']} reps)")
-    print(table(["step", "median ms", "max ms"],
-                [[k, v["median_ms"], v["max_ms"]] for k, v in cpu["steps"].items()]))
+    print(
+        table(
+            ["step", "median ms", "max ms"],
+            [[k, v["median_ms"], v["max_ms"]] for k, v in cpu["steps"].items()],
+        )
+    )
     print("\nEmulator capacity (one client process, 4 concurrent requests)")
     print(table(list(capacity), [list(capacity.values())]))
     print(f"\ntotal: {time.perf_counter() - started:.0f}s")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rollouts": rows, "cpu": cpu,
-                                         "emulator": capacity}, indent=1))
+        args.json.write_text(
+            json.dumps({"machine": machine(), "rollouts": rows, "cpu": cpu, "emulator": capacity}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -25,5 +25,3 @@ def cluster(control_plane: ControlPlane) -> ControlPlane:
         "the agentrollouts resource to be served",
     )
     return control_plane
-
-

@@ -15,10 +15,18 @@ import sys
 from typing import Final
 
 ENV: Final = "CLOUDEYE_FAULT_HOOK"
-POINTS: Final = frozenset({
-    "before-create", "after-create", "before-retry", "after-retry",
-    "before-rollback", "after-rollback", "after-observe", "after-persist",
-})
+POINTS: Final = frozenset(
+    {
+        "before-create",
+        "after-create",
+        "before-retry",
+        "after-retry",
+        "before-rollback",
+        "after-rollback",
+        "after-observe",
+        "after-persist",
+    }
+)
 
 
 def _parse(value: str | None) -> tuple[str, int] | None:

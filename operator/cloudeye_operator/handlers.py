@@ -66,8 +66,12 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 @kopf.index(*RESOURCE)
 def rollout_claims(
-    namespace: str | None, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any],
-    status: Mapping[str, Any], **_: Any,
+    namespace: str | None,
+    name: str,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    **_: Any,
 ) -> dict[str, Claim]:
     """server id -> this rollout's claim on it (see rollout/claims.py for who goes first)."""
     return claims_of(f"{namespace}/{name}", str(meta.get("creationTimestamp", "")), spec, status)

@@ -74,7 +74,12 @@ async def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None
         api = kubernetes.client.CustomObjectsApi(api_client())
         try:
             api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": patch},
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:

@@ -47,8 +47,9 @@ class ProjectListing:
     """The instances whose every task is here; None: every instance of the project."""
 
     @classmethod
-    def collect(cls, pages: Iterable[Iterable[ListedTask]], kept: frozenset[str] | None,
-                count: int, calls: int) -> ProjectListing:
+    def collect(
+        cls, pages: Iterable[Iterable[ListedTask]], kept: frozenset[str] | None, count: int, calls: int
+    ) -> ProjectListing:
         """Index the tasks of kept instances, first copy of each task id only (pages may shift)."""
         index: dict[str, list[ListedTask]] = {}
         seen: set[str] = set()
@@ -101,7 +102,10 @@ class SharedListings(Generic[T]):
         return await self._get(key, consumer, fetch, None)
 
     async def get_part(
-        self, key: Hashable, consumer: Hashable, wants: frozenset[str],
+        self,
+        key: Hashable,
+        consumer: Hashable,
+        wants: frozenset[str],
         fetch: Callable[[Callable[[], frozenset[str]]], Awaitable[T]],
         covers: Callable[[T, frozenset[str]], bool],
     ) -> T:
@@ -113,7 +117,9 @@ class SharedListings(Generic[T]):
         """
         self._want(key, consumer, wants)
         result = await self._get(
-            key, consumer, lambda: fetch(lambda: self._union.get(key, wants)),
+            key,
+            consumer,
+            lambda: fetch(lambda: self._union.get(key, wants)),
             lambda listing: covers(listing, wants),
         )
         if not covers(result, wants):  # a fetch that did not keep what it was asked to keep
@@ -122,13 +128,20 @@ class SharedListings(Generic[T]):
         return result
 
     async def _get(
-        self, key: Hashable, consumer: Hashable, fetch: Callable[[], Awaitable[T]],
+        self,
+        key: Hashable,
+        consumer: Hashable,
+        fetch: Callable[[], Awaitable[T]],
         covers: Callable[[T], bool] | None,
     ) -> T:
         now = self.clock()
         entry = self._entries.get(key)
-        if (entry is None or not self._usable(key, entry, now) or self._seen_by.get(consumer) == entry.serial
-                or not self._covers(entry, covers)):
+        if (
+            entry is None
+            or not self._usable(key, entry, now)
+            or self._seen_by.get(consumer) == entry.serial
+            or not self._covers(entry, covers)
+        ):
             entry = _Entry(now, next(self._serials), covers is not None, asyncio.ensure_future(fetch()))
             self._entries[key] = entry
             self.fetches += 1
@@ -142,8 +155,12 @@ class SharedListings(Generic[T]):
         if covers is None:
             return not entry.partial
         # In flight: it will keep what this consumer (registered before joining) wants.
-        return not entry.task.done() or entry.task.cancelled() or entry.task.exception() is not None \
+        return (
+            not entry.task.done()
+            or entry.task.cancelled()
+            or entry.task.exception() is not None
             or covers(entry.task.result())
+        )
 
     def _want(self, key: Hashable, consumer: Hashable, wants: frozenset[str]) -> None:
         old_key = self._key_of.get(consumer)

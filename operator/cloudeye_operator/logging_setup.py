@@ -85,8 +85,7 @@ class QuietMetricsHandler(logging.Filter):
 
 def configure(log_format: str, *, debug: bool = False, verbose: bool = False, quiet: bool = False) -> None:
     """kopf's logging setup in `log_format` (plain, full, json), with the context filter."""
-    kopf.configure(debug=debug, verbose=verbose, quiet=quiet,
-                   log_format=kopf.LogFormat[log_format.upper()])
+    kopf.configure(debug=debug, verbose=verbose, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())

@@ -49,11 +49,14 @@ TASK_KINDS: Final[Mapping[type, str]] = {
 }
 
 REQUESTS = Counter(
-    "cloudeye_requests", "Cloud Eye API requests answered, by endpoint and HTTP status code",
+    "cloudeye_requests",
+    "Cloud Eye API requests answered, by endpoint and HTTP status code",
     ["endpoint", "code"],
 )
 REQUEST_SECONDS = Histogram(
-    "cloudeye_request_seconds", "Latency of Cloud Eye API requests", ["endpoint"],
+    "cloudeye_request_seconds",
+    "Latency of Cloud Eye API requests",
+    ["endpoint"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 TASKS = Counter(
@@ -63,12 +66,14 @@ INSTANCES = Gauge(
     "agentrollout_instances", "Instances of a rollout by per-instance state", ["namespace", "name", "state"]
 )
 RECONCILE_SECONDS = Histogram(
-    "agentrollout_reconcile_seconds", "Duration of one reconcile cycle of one rollout",
+    "agentrollout_reconcile_seconds",
+    "Duration of one reconcile cycle of one rollout",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
 )
 RECONCILE_ERRORS = Counter(
     "agentrollout_reconcile_errors",
-    "Reconcile cycles that stalled, could not observe the cloud, or raised", ["reason"],
+    "Reconcile cycles that stalled, could not observe the cloud, or raised",
+    ["reason"],
 )
 
 for _endpoint in Endpoint:  # the request series exist from the start, so rate() has a baseline
@@ -110,8 +115,7 @@ def reconcile_timer() -> Iterator[None]:
 def set_rollout_instances(namespace: str, name: str, status: Mapping[str, Any] | None) -> None:
     """Set the per-state gauge of one rollout from its status as Kubernetes holds it."""
     instances = (status or {}).get("instances") or {}
-    _set_states(namespace, name,
-                (str(r.get("state")) for r in instances.values() if isinstance(r, Mapping)))
+    _set_states(namespace, name, (str(r.get("state")) for r in instances.values() if isinstance(r, Mapping)))
 
 
 def set_rollout_summary(namespace: str, name: str, status: RolloutStatus) -> None:

@@ -230,8 +230,15 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
 
     faulthooks.reach("after-observe")
     credentials_tag = tag(credentials)
-    result = plan(spec, rollout.generation, status, observed, now,
-                  claimed_elsewhere=rollout.claimed_elsewhere, credentials=credentials_tag)
+    result = plan(
+        spec,
+        rollout.generation,
+        status,
+        observed,
+        now,
+        claimed_elsewhere=rollout.claimed_elsewhere,
+        credentials=credentials_tag,
+    )
     del observed  # the listing's tasks: not held across the awaits below (50 rollouts cycle at once)
     status = result.status
     await persisted.write(status)  # the intents are durable before any call (rule 1)
@@ -275,8 +282,9 @@ def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget | str:
         return "spec.cloud.projectId: not set, and the operator has no CLOUDEYE_PROJECT_ID default"
     if not region and not endpoint:
         return "spec.cloud.region: not set, and the operator has no CLOUDEYE_REGION or CLOUDEYE_ENDPOINT"
-    return CloudTarget(region=region, project_id=project, endpoint=endpoint,
-                       iam_endpoint=settings.iam_endpoint)
+    return CloudTarget(
+        region=region, project_id=project, endpoint=endpoint, iam_endpoint=settings.iam_endpoint
+    )
 
 
 async def _credentials(spec: RolloutSpec, namespace: str, deps: Deps) -> Credentials:
@@ -295,20 +303,28 @@ async def _credentials(spec: RolloutSpec, namespace: str, deps: Deps) -> Credent
 
 
 async def _observe(
-    client: CloudEyeClient, spec: RolloutSpec, status: RolloutStatus, target: CloudTarget, deps: Deps,
+    client: CloudEyeClient,
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    target: CloudTarget,
+    deps: Deps,
     consumer: str,
 ) -> Observation:
     needs = observation_needs(spec, status)
     key = target.project_key
     per_item = len(needs.invocation_ids) + len(needs.instance_ids)
-    poll = choose_poll(len(needs.invocation_ids), deps.project_counts.get(key),
-                       instances_to_list=len(needs.instance_ids))
+    poll = choose_poll(
+        len(needs.invocation_ids), deps.project_counts.get(key), instances_to_list=len(needs.instance_ids)
+    )
     if poll.mode is PollMode.PROJECT:
         # Only this rollout's tasks: memory grows with the rollouts, not with the project's history.
         wanted = spec.instance_ids
         listing = await deps.listings.get_part(
-            client, consumer, frozenset(wanted),
-            lambda kept: _list_project(client, kept, per_item, poll.calls), _covers,
+            client,
+            consumer,
+            frozenset(wanted),
+            lambda kept: _list_project(client, kept, per_item, poll.calls),
+            _covers,
         )
         if isinstance(listing, ProjectListing):
             deps.project_counts[key] = listing.count
@@ -349,8 +365,10 @@ async def _run(client: CloudEyeClient, action: TaskAction) -> ActionOutcome:
         match action:
             case CreateTasks():
                 results = await client.batch_create(
-                    action.invocation_type, instance_ids=action.instance_ids,
-                    version_type=action.version_type, version=action.version,
+                    action.invocation_type,
+                    instance_ids=action.instance_ids,
+                    version_type=action.version_type,
+                    version=action.version,
                 )
             case RetryTasks():
                 results = await client.batch_create(

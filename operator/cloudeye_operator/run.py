@@ -38,29 +38,63 @@ def auto_priority(pod_name: str | None = None) -> int:
 
 
 @click.command("run")
-@click.option("-n", "--namespace", "namespaces", multiple=True,
-              help="Namespace to watch (repeatable; glob patterns allowed). Default: all namespaces.")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Namespace to watch (repeatable; glob patterns allowed). Default: all namespaces.",
+)
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace (the default).")
-@click.option("--liveness", "liveness_endpoint", default=None, metavar="URL",
-              envvar="CLOUDEYE_LIVENESS_ENDPOINT",
-              help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz.")
-@click.option("--metrics-port", default=0, type=click.IntRange(min=0, max=65535),
-              envvar="CLOUDEYE_METRICS_PORT", show_default=True,
-              help=f"Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: off; the manifests "
-                   f"in deploy/ use {metrics.DEFAULT_PORT}).")
-@click.option("--standalone/--peering", default=True, envvar="CLOUDEYE_STANDALONE",
-              help="Run alone (default) or coordinate with other replicas through kopf peering.")
-@click.option("--peering-name", default="cloudeye-operator", envvar="CLOUDEYE_PEERING_NAME",
-              show_default=True, help="Name of the peering object shared by the replicas.")
-@click.option("--priority", default="0", callback=parse_priority, envvar="CLOUDEYE_PRIORITY",
-              help="Peering priority: the highest-priority replica is active, others stand by. "
-                   "'auto': a distinct number per pod, from its name.")
+@click.option(
+    "--liveness",
+    "liveness_endpoint",
+    default=None,
+    metavar="URL",
+    envvar="CLOUDEYE_LIVENESS_ENDPOINT",
+    help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz.",
+)
+@click.option(
+    "--metrics-port",
+    default=0,
+    type=click.IntRange(min=0, max=65535),
+    envvar="CLOUDEYE_METRICS_PORT",
+    show_default=True,
+    help=f"Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: off; the manifests "
+    f"in deploy/ use {metrics.DEFAULT_PORT}).",
+)
+@click.option(
+    "--standalone/--peering",
+    default=True,
+    envvar="CLOUDEYE_STANDALONE",
+    help="Run alone (default) or coordinate with other replicas through kopf peering.",
+)
+@click.option(
+    "--peering-name",
+    default="cloudeye-operator",
+    envvar="CLOUDEYE_PEERING_NAME",
+    show_default=True,
+    help="Name of the peering object shared by the replicas.",
+)
+@click.option(
+    "--priority",
+    default="0",
+    callback=parse_priority,
+    envvar="CLOUDEYE_PRIORITY",
+    help="Peering priority: the highest-priority replica is active, others stand by. "
+    "'auto': a distinct number per pod, from its name.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("-d", "--debug", is_flag=True, help="Log everything, including each Cloud Eye request.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
-@click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full",
-              envvar="CLOUDEYE_LOG_FORMAT", show_default=True,
-              help="json: one JSON object a line, with `rollout` and instance context.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "full", "json"]),
+    default="full",
+    envvar="CLOUDEYE_LOG_FORMAT",
+    show_default=True,
+    help="json: one JSON object a line, with `rollout` and instance context.",
+)
 def run_command(
     namespaces: tuple[str, ...],
     all_namespaces: bool,

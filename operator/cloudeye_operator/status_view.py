@@ -20,9 +20,19 @@ from rich.text import Text
 from cloudeye_operator import kube
 
 STATE_STYLES: Final = {
-    "SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "cyan", "CREATING": "cyan",
-    "RETRY_WAIT": "yellow", "FAILED": "red", "TIMEOUT": "red", "REFUSED": "red", "GAVE_UP": "bold red",
-    "ROLLING_BACK": "magenta", "ROLLED_BACK": "magenta", "WAITING": "dim", "BLOCKED": "yellow",
+    "SUCCEEDED": "green",
+    "RUNNING": "cyan",
+    "PENDING": "cyan",
+    "CREATING": "cyan",
+    "RETRY_WAIT": "yellow",
+    "FAILED": "red",
+    "TIMEOUT": "red",
+    "REFUSED": "red",
+    "GAVE_UP": "bold red",
+    "ROLLING_BACK": "magenta",
+    "ROLLED_BACK": "magenta",
+    "WAITING": "dim",
+    "BLOCKED": "yellow",
     "SKIPPED": "dim",
 }
 TROUBLE: Final = frozenset({"FAILED", "TIMEOUT", "REFUSED", "GAVE_UP", "RETRY_WAIT", "BLOCKED"})
@@ -39,8 +49,9 @@ def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
 def is_ready(obj: Mapping[str, Any]) -> bool:
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation")
-    return (_condition(status, "Ready").get("status") == "True"
-            and status.get("observedGeneration") == generation)
+    return (
+        _condition(status, "Ready").get("status") == "True" and status.get("observedGeneration") == generation
+    )
 
 
 def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
@@ -66,24 +77,40 @@ def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
         if retries:
             states.append(f"retries {retries}", style="yellow")
         ready = _condition(status, "Ready")
-        ready_text = Text(str(ready.get("status", "-")),
-                          style="green" if ready.get("status") == "True" else "yellow")
+        ready_text = Text(
+            str(ready.get("status", "-")), style="green" if ready.get("status") == "True" else "yellow"
+        )
         action = f"{spec.get('action', '?')} {spec.get('version') or spec.get('versionType') or ''}".strip()
         reason = str(ready.get("reason", status.get("phase", "")))
-        table.add_row(name, action, ProgressBar(total=max(total, 1), completed=done, width=24),
-                      f"{done}/{total}", states, ready_text, reason)
+        table.add_row(
+            name,
+            action,
+            ProgressBar(total=max(total, 1), completed=done, width=24),
+            f"{done}/{total}",
+            states,
+            ready_text,
+            reason,
+        )
         trouble = [(iid, r) for iid, r in sorted(instances.items()) if r.get("state") in TROUBLE]
         for iid, record in trouble[:MAX_TROUBLE_LINES]:
             message, state = record.get("message") or "", str(record.get("state"))
-            notes.append(Text.assemble(("  ! ", "red"), f"{name} {iid}: ",
-                                       (state, STATE_STYLES.get(state, "")),
-                                       f" (attempt {record.get('attempts', 0)}) {message}"))
+            notes.append(
+                Text.assemble(
+                    ("  ! ", "red"),
+                    f"{name} {iid}: ",
+                    (state, STATE_STYLES.get(state, "")),
+                    f" (attempt {record.get('attempts', 0)}) {message}",
+                )
+            )
         if len(trouble) > MAX_TROUBLE_LINES:
             notes.append(Text(f"  ... and {len(trouble) - MAX_TROUBLE_LINES} more in {name}", style="dim"))
         stalled = _condition(status, "Stalled")
         if stalled.get("status") == "True":
-            notes.append(Text(f"  ! {name} stalled: {stalled.get('reason')}: {stalled.get('message')}",
-                              style="bold red"))
+            notes.append(
+                Text(
+                    f"  ! {name} stalled: {stalled.get('reason')}: {stalled.get('message')}", style="bold red"
+                )
+            )
     return Group(table, *notes)
 
 
@@ -106,11 +133,11 @@ async def _list(namespace: str | None) -> list[dict[str, Any]]:
 @click.option("-n", "--namespace", default=None, help="Only this namespace (default: all).")
 @click.option("-w", "--watch", is_flag=True, help="Keep the view live.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
-@click.option("--until-ready", is_flag=True,
-              help="With --watch: exit 0 once every shown rollout is Ready.")
+@click.option("--until-ready", is_flag=True, help="With --watch: exit 0 once every shown rollout is Ready.")
 @click.option("--timeout", default=0.0, help="With --until-ready: give up (exit 1) after this many seconds.")
-def status_command(name: str | None, namespace: str | None, watch: bool, interval: float,
-                   until_ready: bool, timeout: float) -> None:
+def status_command(
+    name: str | None, namespace: str | None, watch: bool, interval: float, until_ready: bool, timeout: float
+) -> None:
     """Show AgentRollouts: progress, states, retries and failing servers with their messages."""
     console = Console()
     if not console.is_terminal:  # a log or a pipe: no terminal width to honour, keep the columns

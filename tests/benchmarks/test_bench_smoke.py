@@ -16,8 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_quick_benchmark_meets_the_count_targets(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
-    run = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--json", str(out)],
-                         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    run = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())["rollouts"]
     assert rows

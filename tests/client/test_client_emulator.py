@@ -61,8 +61,9 @@ async def test_install_for_260_servers_costs_three_calls_and_lists_in_three_page
     emu: RunningEmulator,
 ) -> None:
     async with _client(emu) as client:
-        results = await client.batch_create(InvocationType.INSTALL, instance_ids=ECS,
-                                            version_type=VersionType.ADVANCE_VERSION)
+        results = await client.batch_create(
+            InvocationType.INSTALL, instance_ids=ECS, version_type=VersionType.ADVANCE_VERSION
+        )
         assert client.stats.requests["batch_create"] == 3  # ⌈260/100⌉
         assert [r.instance_id for r in results] == ECS
         assert all(r.ok and r.invocation_id for r in results)
@@ -77,8 +78,9 @@ async def test_install_for_260_servers_costs_three_calls_and_lists_in_three_page
 
 async def test_filters_reach_the_cloud(emu: RunningEmulator) -> None:
     async with _client(emu) as client:
-        created = await client.batch_create(InvocationType.UPDATE, instance_ids=["ecs-0005", "bms-0001"],
-                                            version="2.7.0")
+        created = await client.batch_create(
+            InvocationType.UPDATE, instance_ids=["ecs-0005", "bms-0001"], version="2.7.0"
+        )
         by_instance = await client.list_invocations(instance_id="ecs-0005")
         assert [t.instance_id for t in by_instance.invocations] == ["ecs-0005"]
         assert by_instance.invocations[0].target_version == "2.7.0"
@@ -92,8 +94,9 @@ async def test_filters_reach_the_cloud(emu: RunningEmulator) -> None:
 
 async def test_task_lifecycle_retry_and_rollback_through_the_client(emu: RunningEmulator) -> None:
     async with _client(emu) as client:
-        [failing, updated] = await client.batch_create(InvocationType.UPDATE,
-                                                       instance_ids=["ecs-0001", "ecs-0002"])
+        [failing, updated] = await client.batch_create(
+            InvocationType.UPDATE, instance_ids=["ecs-0001", "ecs-0002"]
+        )
         assert failing.invocation_id
         assert updated.invocation_id
         statuses = {t.instance_id: t.invocation_status for t in (await client.list_invocations()).invocations}
@@ -103,8 +106,9 @@ async def test_task_lifecycle_retry_and_rollback_through_the_client(emu: Running
         assert statuses == {"ecs-0001": InvocationStatus.FAILED, "ecs-0002": InvocationStatus.SUCCEEDED}
 
         [retry] = await client.batch_create(InvocationType.RETRY, invocation_ids=[failing.invocation_id])
-        [rollback] = await client.batch_create(InvocationType.ROLLBACK,
-                                               invocation_ids=[updated.invocation_id])
+        [rollback] = await client.batch_create(
+            InvocationType.ROLLBACK, invocation_ids=[updated.invocation_id]
+        )
         assert retry.ok
         assert rollback.ok
         emu.advance(10)
@@ -115,8 +119,9 @@ async def test_task_lifecycle_retry_and_rollback_through_the_client(emu: Running
 
 async def test_per_item_refusal_is_a_result_not_an_exception(emu: RunningEmulator) -> None:
     async with _client(emu) as client:
-        results = await client.batch_create(InvocationType.INSTALL,
-                                            instance_ids=["ecs-0003", "ineligible", "no-such-server"])
+        results = await client.batch_create(
+            InvocationType.INSTALL, instance_ids=["ecs-0003", "ineligible", "no-such-server"]
+        )
     assert [r.ret_status for r in results] == [RetStatus.SUCCESSFUL, RetStatus.ERROR, RetStatus.ERROR]
     assert all(r.error_msg for r in results[1:])
 
@@ -205,9 +210,11 @@ async def test_an_ambiguous_chunk_reports_what_was_done_and_what_was_never_sent(
 
 
 async def test_connection_refused_is_retried_then_reported() -> None:
-    client = CloudEyeClient(ClientSettings(project_id=d.DEFAULT_PROJECT_ID, endpoint="http://127.0.0.1:9",
-                                           max_attempts=3),
-                            StaticTokenAuth(d.DEFAULT_TOKEN), sleep=_no_sleep)
+    client = CloudEyeClient(
+        ClientSettings(project_id=d.DEFAULT_PROJECT_ID, endpoint="http://127.0.0.1:9", max_attempts=3),
+        StaticTokenAuth(d.DEFAULT_TOKEN),
+        sleep=_no_sleep,
+    )
     async with client:
         with pytest.raises(Exception, match="ConnectError"):
             await client.batch_create(InvocationType.INSTALL, instance_ids=["ecs-1"])
@@ -229,8 +236,9 @@ async def test_static_token_rejected_when_wrong(emu: RunningEmulator) -> None:
 async def test_aksk_signing_is_accepted_and_a_wrong_secret_is_not(emu: RunningEmulator) -> None:
     good = AkSkAuth(d.DEFAULT_ACCESS_KEY, d.DEFAULT_SECRET_KEY, emu.project_id)
     async with _client(emu, good) as client:
-        results = await client.batch_create(InvocationType.INSTALL, instance_ids=["ecs-0040"],
-                                            version="2.7.1")
+        results = await client.batch_create(
+            InvocationType.INSTALL, instance_ids=["ecs-0040"], version="2.7.1"
+        )
         assert results[0].ok
         assert (await client.list_invocations(instance_id="ecs-0040", page_size=5)).count == 1
     bad = AkSkAuth(d.DEFAULT_ACCESS_KEY, "wrong-secret", emu.project_id)
@@ -242,8 +250,12 @@ async def test_aksk_signing_is_accepted_and_a_wrong_secret_is_not(emu: RunningEm
 
 
 async def test_aksk_with_a_stale_date_is_refused(emu: RunningEmulator) -> None:
-    stale = AkSkAuth(d.DEFAULT_ACCESS_KEY, d.DEFAULT_SECRET_KEY, emu.project_id,
-                     clock=lambda: datetime.now(UTC) - timedelta(hours=1))
+    stale = AkSkAuth(
+        d.DEFAULT_ACCESS_KEY,
+        d.DEFAULT_SECRET_KEY,
+        emu.project_id,
+        clock=lambda: datetime.now(UTC) - timedelta(hours=1),
+    )
     async with _client(emu, stale) as client:
         with pytest.raises(ApiError) as caught:
             await client.list_invocations()
@@ -291,8 +303,9 @@ async def test_iam_wrong_password_is_an_authentication_error_without_the_passwor
 
 
 async def test_a_wrong_project_is_forbidden(emu: RunningEmulator) -> None:
-    client = CloudEyeClient(ClientSettings(project_id="ffff", endpoint=emu.url),
-                            StaticTokenAuth(d.DEFAULT_TOKEN), sleep=_no_sleep)
+    client = CloudEyeClient(
+        ClientSettings(project_id="ffff", endpoint=emu.url), StaticTokenAuth(d.DEFAULT_TOKEN), sleep=_no_sleep
+    )
     async with client:
         with pytest.raises(ApiError) as caught:
             await client.list_invocations()

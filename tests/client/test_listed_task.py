@@ -49,10 +49,13 @@ FIELDS: dict[str, tuple[list[Any], list[Any]]] = {
 def task_bodies(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 49)) == 0:
         return draw(st.sampled_from(["x", 3, None, []]))  # not an object
-    wrong = set(draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=2)) if draw(st.integers(0, 3)) == 0
-                else [])
-    task = {name: draw(st.sampled_from(bad if name in wrong and bad else good))
-            for name, (good, bad) in FIELDS.items()}
+    wrong = set(
+        draw(st.lists(st.sampled_from(sorted(FIELDS)), max_size=2)) if draw(st.integers(0, 3)) == 0 else []
+    )
+    task = {
+        name: draw(st.sampled_from(bad if name in wrong and bad else good))
+        for name, (good, bad) in FIELDS.items()
+    }
     return {k: v for k, v in task.items() if v is not _OMIT}
 
 
@@ -105,11 +108,24 @@ def test_the_lean_parse_accepts_refuses_and_reads_as_the_model_does(body: str) -
 
 
 def test_nulls_become_empty_and_long_texts_are_clipped_as_in_the_model() -> None:
-    body = json.dumps({"invocations": [{
-        "invocation_id": "t-1", "instance_id": "ecs-1", "invocation_type": "UPDATE",
-        "invocation_status": "RUNNING", "intranet_ips": None, "elastic_ips": None,
-        "instance_name": "n" * 500, "current_version": "c" * 500, "target_version": "9" * 65,
-    }], "count": 1})
+    body = json.dumps(
+        {
+            "invocations": [
+                {
+                    "invocation_id": "t-1",
+                    "instance_id": "ecs-1",
+                    "invocation_type": "UPDATE",
+                    "invocation_status": "RUNNING",
+                    "intranet_ips": None,
+                    "elastic_ips": None,
+                    "instance_name": "n" * 500,
+                    "current_version": "c" * 500,
+                    "target_version": "9" * 65,
+                }
+            ],
+            "count": 1,
+        }
+    )
     task = parse_list_page(body).invocations[0]
     assert task.intranet_ips == ()
     assert task.elastic_ips == ()

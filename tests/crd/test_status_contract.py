@@ -212,8 +212,15 @@ def drive(
     `answer` replaces the fake cloud's answer to the cycle's task actions (the cloud is not called).
     """
     observed = Observation.of(sim.cloud.tasks.values())
-    p = plan(sim.spec, sim.generation, sim.status, observed, now, claimed_elsewhere=sim.claimed,
-             credentials="tag-1")
+    p = plan(
+        sim.spec,
+        sim.generation,
+        sim.status,
+        observed,
+        now,
+        claimed_elsewhere=sim.claimed,
+        credentials="tag-1",
+    )
     sim.status = p.status
     seen.append(sim.status)
     for action in task_actions(p):

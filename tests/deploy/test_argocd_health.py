@@ -27,14 +27,23 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": reason, "message": message,
-            "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": 2,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
 
 
 def rollout(status: dict[str, Any] | None, generation: int = 2, paused: bool = False) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": "cloudeye.dev/v1alpha1", "kind": "AgentRollout",
-                           "metadata": {"name": "r", "generation": generation},
-                           "spec": {"action": "UPDATE", "paused": paused}}
+    obj: dict[str, Any] = {
+        "apiVersion": "cloudeye.dev/v1alpha1",
+        "kind": "AgentRollout",
+        "metadata": {"name": "r", "generation": generation},
+        "spec": {"action": "UPDATE", "paused": paused},
+    }
     if status is not None:
         obj["status"] = status
     return obj
@@ -55,22 +64,47 @@ NOT_STALLED = cond("Stalled", "False", "AsExpected")
     ("obj", "expected"),
     [
         (rollout(status(READY, DONE, NOT_STALLED)), "Healthy"),
-        (rollout(status(cond("Ready", "False", "FailureBudgetExceeded"), cond("Reconciling", "False",
-         "FailureBudgetExceeded"), cond("Stalled", "True", "FailureBudgetExceeded", "2 failed, budget 1"))),
-         "Degraded"),
+        (
+            rollout(
+                status(
+                    cond("Ready", "False", "FailureBudgetExceeded"),
+                    cond("Reconciling", "False", "FailureBudgetExceeded"),
+                    cond("Stalled", "True", "FailureBudgetExceeded", "2 failed, budget 1"),
+                )
+            ),
+            "Degraded",
+        ),
         (rollout(status(NOT_READY, DONE, cond("Stalled", "True", "SecretNotFound", "Secret x"))), "Degraded"),
-        (rollout(status(NOT_READY, cond("Reconciling", "True", "Paused", "paused: 4/10"), NOT_STALLED),
-                 paused=True), "Suspended"),
-        (rollout(status(NOT_READY, cond("Reconciling", "True", "Paused", "paused: 4/10"), NOT_STALLED)),
-         "Suspended"),
+        (
+            rollout(
+                status(NOT_READY, cond("Reconciling", "True", "Paused", "paused: 4/10"), NOT_STALLED),
+                paused=True,
+            ),
+            "Suspended",
+        ),
+        (
+            rollout(status(NOT_READY, cond("Reconciling", "True", "Paused", "paused: 4/10"), NOT_STALLED)),
+            "Suspended",
+        ),
         (rollout(status(NOT_READY, RECONCILING, NOT_STALLED)), "Progressing"),
         (rollout(status(READY, DONE, NOT_STALLED, observed=1)), "Progressing"),  # stale: spec changed
-        (rollout(status(READY, DONE, NOT_STALLED), generation=2, paused=False) | {"status": {}},
-         "Progressing"),
+        (
+            rollout(status(READY, DONE, NOT_STALLED), generation=2, paused=False) | {"status": {}},
+            "Progressing",
+        ),
         (rollout(None), "Progressing"),
     ],
-    ids=["ready", "budget-exceeded", "secret-not-found", "paused-spec", "paused-reason", "reconciling",
-         "generation-behind", "empty-status", "no-status"],
+    ids=[
+        "ready",
+        "budget-exceeded",
+        "secret-not-found",
+        "paused-spec",
+        "paused-reason",
+        "reconciling",
+        "generation-behind",
+        "empty-status",
+        "no-status",
+    ],
 )
 def test_health_from_conditions(obj: dict[str, Any], expected: str) -> None:
     got, message = health(obj)
@@ -88,10 +122,13 @@ FLEET = [f"srv-{i:04d}" for i in range(1, 6)]
 
 @pytest.fixture
 async def emu() -> AsyncIterator[RunningEmulator]:
-    scenario = {"seed": 1, "fleet": [{"generate": {"count": 5, "prefix": "srv-", "version": "2.6.1"}}],
-                "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
-                "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
-                "outcomes": {"srv-0002": ["FAILED", "FAILED"]}}
+    scenario = {
+        "seed": 1,
+        "fleet": [{"generate": {"count": 5, "prefix": "srv-", "version": "2.6.1"}}],
+        "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
+        "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
+        "outcomes": {"srv-0002": ["FAILED", "FAILED"]},
+    }
     config = EmulatorConfig(scenario=Scenario.model_validate(scenario), time_scale=0.0)
     async with running_emulator(config) as running:
         yield running
@@ -101,10 +138,17 @@ async def emu() -> AsyncIterator[RunningEmulator]:
 async def test_health_along_a_real_rollout(emu: RunningEmulator, retries: int, final: str) -> None:
     """Every status the reconciler writes maps to Progressing until the end, then Healthy (every
     server succeeded, within a retry) or Degraded (a failure beyond a budget of 0, no retry)."""
-    spec = {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": i} for i in FLEET],
-            "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
-            "strategy": {"pollIntervalSeconds": 5, "maxFailures": 0,
-                         "retry": {"limit": retries, "backoffSeconds": 5}}}
+    spec = {
+        "action": "UPDATE",
+        "version": "2.7.2",
+        "instances": [{"id": i} for i in FLEET],
+        "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
+        "strategy": {
+            "pollIntervalSeconds": 5,
+            "maxFailures": 0,
+            "retry": {"limit": retries, "backoffSeconds": 5},
+        },
+    }
     cluster = FakeCluster(emu, spec, secrets={"creds": secret_data(**TOKEN_SECRET)})
     seen: list[str] = []
     try:

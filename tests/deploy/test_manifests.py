@@ -33,8 +33,12 @@ from tests.e2e.conftest_controlplane import REPO, ControlPlane
 DEPLOY = REPO / "deploy"
 KUSTOMIZATIONS = ["deploy", "deploy/overlays/ha", "deploy/overlays/namespaced-secrets"]
 PLAIN_MANIFESTS = sorted(
-    [*(REPO / "crds").glob("*.yaml"), *(DEPLOY / "examples").glob("*.yaml"),
-     *(DEPLOY / "demo").glob("*.yaml"), *(DEPLOY / "gitops").glob("*.yaml")]
+    [
+        *(REPO / "crds").glob("*.yaml"),
+        *(DEPLOY / "examples").glob("*.yaml"),
+        *(DEPLOY / "demo").glob("*.yaml"),
+        *(DEPLOY / "gitops").glob("*.yaml"),
+    ]
 )
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes we claim: CEL in CRDs, restricted PSS, pod-index label
 SERVED_KINDS = {"CustomResourceDefinition", "AgentRollout", "ClusterKopfPeering", "KopfPeering", "Namespace"}
@@ -44,8 +48,9 @@ needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kube
 
 
 def kustomize(path: str) -> list[dict[str, Any]]:
-    out = subprocess.run(["kubectl", "kustomize", str(REPO / path)], capture_output=True, text=True,
-                         check=False, timeout=60)
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / path)], capture_output=True, text=True, check=False, timeout=60
+    )
     assert out.returncode == 0, f"kubectl kustomize {path} failed:\n{out.stderr}"
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
@@ -73,16 +78,29 @@ def by_kind(objects: list[dict[str, Any]], kind: str, name: str | None = None) -
 def test_kustomizations_render_what_the_issue_asks() -> None:
     base = kustomize("deploy")
     kinds = sorted({o["kind"] for o in base})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-                     "Namespace", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Namespace",
+        "Service",
+        "ServiceAccount",
+    ]
     ha = kustomize("deploy/overlays/ha")
     assert by_kind(ha, "Deployment")["spec"]["replicas"] > 1
     assert by_kind(ha, "ClusterKopfPeering")["metadata"].get("namespace") is None  # cluster-scoped
     assert {o["metadata"]["name"] for o in ha if o["kind"] == "CustomResourceDefinition"} == {
-        "agentrollouts.cloudeye.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+        "agentrollouts.cloudeye.dev",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
     scoped = kustomize("deploy/overlays/namespaced-secrets")
-    assert not [o for o in scoped if o["kind"] == "ClusterRoleBinding"
-                and o["roleRef"]["name"] == "cloudeye-operator-secret-reader"]
+    assert not [
+        o
+        for o in scoped
+        if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == "cloudeye-operator-secret-reader"
+    ]
 
 
 def test_the_base_ships_the_crd_of_crds_unchanged() -> None:
@@ -202,15 +220,19 @@ def test_rbac_grants_only_what_the_operator_uses() -> None:
         ("", "secrets", "get"),  # by name only: no list/watch (see rbac-secrets.yaml)
     }
     ha = rules(kustomize("deploy/overlays/ha")) - granted
-    assert ha == {("kopf.dev", r, v) for r in ("clusterkopfpeerings", "kopfpeerings")
-                  for v in ("get", "list", "watch", "patch")}
+    assert ha == {
+        ("kopf.dev", r, v)
+        for r in ("clusterkopfpeerings", "kopfpeerings")
+        for v in ("get", "list", "watch", "patch")
+    }
     for path in KUSTOMIZATIONS:
         objects = kustomize(path)
         roles = {o["metadata"]["name"] for o in objects if o["kind"] in ("ClusterRole", "Role")}
         for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
             assert binding["roleRef"]["name"] in roles
-            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cloudeye-operator",
-                                            "namespace": "cloudeye-system"}]
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": "cloudeye-operator", "namespace": "cloudeye-system"}
+            ]
 
 
 # --- the real API server ----------------------------------------------------------------------

@@ -31,12 +31,16 @@ def sample(metric: str, **labels: str) -> float:
 
 @pytest.fixture
 async def emu() -> AsyncIterator[RunningEmulator]:
-    scenario = {"seed": 1, "fleet": [{"generate": {"count": 3, "prefix": "srv-", "version": "2.6.1"}}],
-                "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
-                "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
-                "outcomes": {"srv-0002": ["FAILED"]}}
-    async with running_emulator(EmulatorConfig(scenario=Scenario.model_validate(scenario),
-                                               time_scale=0.0)) as running:
+    scenario = {
+        "seed": 1,
+        "fleet": [{"generate": {"count": 3, "prefix": "srv-", "version": "2.6.1"}}],
+        "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
+        "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
+        "outcomes": {"srv-0002": ["FAILED"]},
+    }
+    async with running_emulator(
+        EmulatorConfig(scenario=Scenario.model_validate(scenario), time_scale=0.0)
+    ) as running:
         yield running
 
 
@@ -48,9 +52,13 @@ async def test_a_rollout_is_counted(emu: RunningEmulator) -> None:
         "lists": sample("cloudeye_request_seconds_count", endpoint="list"),
         "cycles": sample("agentrollout_reconcile_seconds_count"),
     }
-    spec = {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": i} for i in FLEET],
-            "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
-            "strategy": {"pollIntervalSeconds": 5, "retry": {"limit": 2, "backoffSeconds": 5}}}
+    spec = {
+        "action": "UPDATE",
+        "version": "2.7.2",
+        "instances": [{"id": i} for i in FLEET],
+        "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
+        "strategy": {"pollIntervalSeconds": 5, "retry": {"limit": 2, "backoffSeconds": 5}},
+    }
     cluster = FakeCluster(emu, spec, secrets={"creds": secret_data(**TOKEN_SECRET)})
     try:
         cycles = await cluster.run_until(lambda s: s.get("phase") == "Succeeded")
@@ -64,14 +72,22 @@ async def test_a_rollout_is_counted(emu: RunningEmulator) -> None:
     assert sample("agentrollout_instances", namespace="default", name="demo", state="SUCCEEDED") == 3
     assert sample("agentrollout_instances", namespace="default", name="demo", state="RUNNING") == 0
     metrics.forget_rollout("default", "demo")
-    assert REGISTRY.get_sample_value("agentrollout_instances",
-                                     {"namespace": "default", "name": "demo", "state": "SUCCEEDED"}) is None
+    assert (
+        REGISTRY.get_sample_value(
+            "agentrollout_instances", {"namespace": "default", "name": "demo", "state": "SUCCEEDED"}
+        )
+        is None
+    )
 
 
 async def test_a_stalled_cycle_counts_an_error_by_reason(emu: RunningEmulator) -> None:
     before = sample("agentrollout_reconcile_errors_total", reason="SecretNotFound")
-    spec = {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": "srv-0001"}],
-            "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "missing"})}
+    spec = {
+        "action": "UPDATE",
+        "version": "2.7.2",
+        "instances": [{"id": "srv-0001"}],
+        "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "missing"}),
+    }
     cluster = FakeCluster(emu, spec)
     try:
         await cluster.cycle()
@@ -88,8 +104,13 @@ def test_metrics_are_served_over_http() -> None:
     metrics.on_response(metrics.Endpoint.LIST, 429, 0.2)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    for name in ("cloudeye_requests_total", "cloudeye_request_seconds_bucket", "cloudeye_tasks_total",
-                 "agentrollout_reconcile_seconds_bucket", "agentrollout_reconcile_errors_total"):
+    for name in (
+        "cloudeye_requests_total",
+        "cloudeye_request_seconds_bucket",
+        "cloudeye_tasks_total",
+        "agentrollout_reconcile_seconds_bucket",
+        "agentrollout_reconcile_errors_total",
+    ):
         assert name in text
     assert 'cloudeye_requests_total{code="429",endpoint="list"}' in text
     assert "srv-" not in text  # no instance ids in labels

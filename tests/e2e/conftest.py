@@ -91,19 +91,25 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, extra_env: dict[str, str] | None = None, debug: bool = False,
-              credentials: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        extra_env: dict[str, str] | None = None,
+        debug: bool = False,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
         """Start the operator for the emulator: token credentials unless `credentials` says otherwise."""
         env = self.cp.env
         for key in [k for k in env if k.startswith("CLOUDEYE_")]:
             del env[key]  # nothing inherited from the test runner's environment
-        env.update({
-            "CLOUDEYE_ENDPOINT": self.emulator.url,
-            "CLOUDEYE_PROJECT_ID": PROJECT,
-            "CLOUDEYE_REGION": "cn-north-4",
-            "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "CLOUDEYE_ENDPOINT": self.emulator.url,
+                "CLOUDEYE_PROJECT_ID": PROJECT,
+                "CLOUDEYE_REGION": "cn-north-4",
+                "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(credentials or {"CLOUDEYE_TOKEN": TOKEN})
         env.update(extra_env or {})
         self.starts += 1
@@ -112,7 +118,9 @@ class Operator:
             log.write(f"\n===== operator start {self.starts} env {sorted(extra_env or {})} =====\n")
             self.proc = subprocess.Popen(
                 [CLI, "run", *scope, "--standalone", "--debug" if debug else "--verbose"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def exited(self) -> bool:

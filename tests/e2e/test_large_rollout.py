@@ -41,8 +41,11 @@ class UuidCloud(Cloud):
         return made
 
 
-SPEC: dict[str, Any] = {"version": "2.7.2", "strategy": {"maxInFlight": MAX_IN_FLIGHT},
-                        "cloud": {"region": "cn-north-4", "projectId": "0123456789abcdef"}}
+SPEC: dict[str, Any] = {
+    "version": "2.7.2",
+    "strategy": {"maxInFlight": MAX_IN_FLIGHT},
+    "cloud": {"region": "cn-north-4", "projectId": "0123456789abcdef"},
+}
 
 
 def spec_body(ids: list[str]) -> dict[str, Any]:
@@ -79,15 +82,30 @@ def size(value: Any) -> int:
 def patch_status(cluster: ControlPlane, status: dict[str, Any], tmp_path: Path) -> Any:
     patch = tmp_path / "status-patch.json"
     patch.write_text(json.dumps({"status": status}, separators=(",", ":")))
-    return cluster.kubectl("patch", "agentrollout", NAME, "--subresource=status", "--type=merge",
-                           f"--patch-file={patch}", check=False, timeout=120)
+    return cluster.kubectl(
+        "patch",
+        "agentrollout",
+        NAME,
+        "--subresource=status",
+        "--type=merge",
+        f"--patch-file={patch}",
+        check=False,
+        timeout=120,
+    )
 
 
 def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
     cluster: ControlPlane, tmp_path: Path
 ) -> None:
-    cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-",
-                    stdin=manifest(NAME, IDS, **SPEC), timeout=120)
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=gitops",
+        "-f",
+        "-",
+        stdin=manifest(NAME, IDS, **SPEC),
+        timeout=120,
+    )
     try:
         sim = largest_status()
         status = sim.status.to_dict()
@@ -95,9 +113,13 @@ def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
         assert sim.status.summary.succeeded == N - MAX_IN_FLIGHT
 
         # The control first: every field of every entry, as before compaction, is refused.
-        verbose = {**status, "instances": {
-            iid: rec.model_dump(mode="json", by_alias=True, exclude_none=True)
-            for iid, rec in sim.status.instances.items()}}
+        verbose = {
+            **status,
+            "instances": {
+                iid: rec.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for iid, rec in sim.status.instances.items()
+            },
+        }
         refused = patch_status(cluster, verbose, tmp_path)
         assert refused.returncode != 0, f"a {size(verbose):,}-byte status was accepted"
 
@@ -110,18 +132,28 @@ def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
         assert states.count("RUNNING") == MAX_IN_FLIGHT
 
         # GitOps removes a server from Git and server-side applies: it must go through, and remove it.
-        applied = cluster.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-",
-                                  stdin=manifest(NAME, IDS[1:], **SPEC), check=False, timeout=120)
+        applied = cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=gitops",
+            "-f",
+            "-",
+            stdin=manifest(NAME, IDS[1:], **SPEC),
+            check=False,
+            timeout=120,
+        )
         assert applied.returncode == 0, applied.stderr
         obj = stored(cluster)
         assert [i["id"] for i in obj["spec"]["instances"]] == IDS[1:]
         managers = {(m["manager"], m.get("subresource", "")) for m in obj["metadata"]["managedFields"]}
         assert ("gitops", "") in managers  # field ownership kept: the object never had to drop it
         total = size(obj)
-        print(f"\n10,000 UUID servers, largest status: object {total:,} bytes "
-              f"({total / ETCD_REQUEST_LIMIT:.0%} of etcd's limit): spec {size(obj['spec']):,}, "
-              f"status {size(obj['status']):,}, managedFields {size(obj['metadata']['managedFields']):,}; "
-              f"the uncompacted status alone: {size(verbose):,} bytes (refused)")
+        print(
+            f"\n10,000 UUID servers, largest status: object {total:,} bytes "
+            f"({total / ETCD_REQUEST_LIMIT:.0%} of etcd's limit): spec {size(obj['spec']):,}, "
+            f"status {size(obj['status']):,}, managedFields {size(obj['metadata']['managedFields']):,}; "
+            f"the uncompacted status alone: {size(verbose):,} bytes (refused)"
+        )
         assert total < 0.75 * ETCD_REQUEST_LIMIT
     finally:
         cluster.kubectl("delete", "agentrollout", NAME, "--ignore-not-found", "--wait=false", check=False)

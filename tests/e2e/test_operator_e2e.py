@@ -148,25 +148,33 @@ def test_two_rollouts_on_the_same_servers_take_turns(
     cluster: ControlPlane, emulator: Emulator, operator: Operator
 ) -> None:
     shared = [f"big-{i:04d}" for i in range(60, 66)]
-    cluster.kubectl("apply", "-f", "-", stdin=manifest("first", shared, version="2.7.2",
-                                                          strategy=fast()))
-    wait_for(lambda: (get_ar(cluster, "first").get("status") or {}).get("instances"), 60,
-             "first to report its instances")
-    cluster.kubectl("apply", "-f", "-", stdin=manifest("second", shared, versionType="ADVANCE_VERSION",
-                                                          strategy=fast()))
+    cluster.kubectl("apply", "-f", "-", stdin=manifest("first", shared, version="2.7.2", strategy=fast()))
+    wait_for(
+        lambda: (get_ar(cluster, "first").get("status") or {}).get("instances"),
+        60,
+        "first to report its instances",
+    )
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=manifest("second", shared, versionType="ADVANCE_VERSION", strategy=fast())
+    )
 
     def second_waits_for_first() -> bool:
         records = ((get_ar(cluster, "second").get("status") or {}).get("instances") or {}).values()
-        return any(r.get("state") == "BLOCKED" and "default/first" in (r.get("message") or "")
-                   for r in records)
+        return any(
+            r.get("state") == "BLOCKED" and "default/first" in (r.get("message") or "") for r in records
+        )
 
     wait_for(second_waits_for_first, 60, "second to wait, naming first")
-    wait_for(lambda: is_ready(get_ar(cluster, "first")) and is_ready(get_ar(cluster, "second")),
-             READY_TIMEOUT, "both rollouts to be Ready")
+    wait_for(
+        lambda: is_ready(get_ar(cluster, "first")) and is_ready(get_ar(cluster, "second")),
+        READY_TIMEOUT,
+        "both rollouts to be Ready",
+    )
     tasks = emulator.tasks()
     assert {t["instance_id"] for t in tasks} == set(shared)
     assert len([t for t in tasks if t["invocation_type"] == "UPDATE"]) == 2 * len(shared)
     for server in shared:  # one task per rollout and server, never two at once
-        first_task, second_task = sorted((t for t in tasks if t["instance_id"] == server),
-                                         key=lambda t: t["create_time"])
+        first_task, second_task = sorted(
+            (t for t in tasks if t["instance_id"] == server), key=lambda t: t["create_time"]
+        )
         assert second_task["create_time"] >= first_task["update_time"]

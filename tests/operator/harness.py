@@ -67,8 +67,12 @@ class FakeCluster:
 
     def __post_init__(self) -> None:
         self.pool = ClientPool(self.settings)
-        self.deps = Deps(settings=self.settings, pool=self.pool, read_secret=self._read_secret,
-                         clock=lambda: datetime.fromtimestamp(self.emu.now(), UTC))
+        self.deps = Deps(
+            settings=self.settings,
+            pool=self.pool,
+            read_secret=self._read_secret,
+            clock=lambda: datetime.fromtimestamp(self.emu.now(), UTC),
+        )
 
     async def _read_secret(self, namespace: str, name: str) -> Mapping[str, str]:
         if name not in self.secrets:
@@ -92,10 +96,16 @@ class FakeCluster:
         self.generation += 1
 
     async def cycle(self) -> Cycle:
-        rollout = Rollout(namespace="default", name=self.name, generation=self.generation,
-                          spec=copy.deepcopy(self.spec), status=copy.deepcopy(self.status),
-                          write_status=self._write, post_event=self._event,
-                          claimed_elsewhere=self.claimed_elsewhere)
+        rollout = Rollout(
+            namespace="default",
+            name=self.name,
+            generation=self.generation,
+            spec=copy.deepcopy(self.spec),
+            status=copy.deepcopy(self.status),
+            write_status=self._write,
+            post_event=self._event,
+            claimed_elsewhere=self.claimed_elsewhere,
+        )
         return await reconcile(rollout, self.deps)
 
     async def run_until(self, done: Callable[[dict[str, Any]], bool], max_cycles: int = 200) -> int:
@@ -121,8 +131,11 @@ def emulator_cloud(emu: RunningEmulator, **extra: Any) -> dict[str, Any]:
 
 TOKEN_SECRET = {"token": d.DEFAULT_TOKEN}
 AKSK_SECRET = {"accessKey": d.DEFAULT_ACCESS_KEY, "secretKey": d.DEFAULT_SECRET_KEY}
-PASSWORD_SECRET = {"username": d.DEFAULT_IAM_USER, "password": d.DEFAULT_IAM_PASSWORD,
-                   "domain": d.DEFAULT_IAM_DOMAIN}
+PASSWORD_SECRET = {
+    "username": d.DEFAULT_IAM_USER,
+    "password": d.DEFAULT_IAM_PASSWORD,
+    "domain": d.DEFAULT_IAM_DOMAIN,
+}
 
 
 FLEET = [f"srv-{i:04d}" for i in range(1, 31)]
@@ -133,10 +146,15 @@ def fleet_scenario(seed: int) -> dict[str, Any]:
     spare servers (big-) for large rollouts."""
     return {
         "seed": seed,
-        "fleet": [{"generate": {"count": 30, "prefix": "srv-", "version": "2.6.1"}},
-                  {"generate": {"count": 250, "prefix": "big-", "version": "2.6.1"}}],
+        "fleet": [
+            {"generate": {"count": 30, "prefix": "srv-", "version": "2.6.1"}},
+            {"generate": {"count": 250, "prefix": "big-", "version": "2.6.1"}},
+        ],
         "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
         "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
-        "outcomes": {"srv-0003": ["FAILED", "SUCCEEDED"], "srv-0007": ["FAILED", "FAILED", "SUCCEEDED"],
-                     "srv-0011": ["TIMEOUT", "SUCCEEDED"]},
+        "outcomes": {
+            "srv-0003": ["FAILED", "SUCCEEDED"],
+            "srv-0007": ["FAILED", "FAILED", "SUCCEEDED"],
+            "srv-0011": ["TIMEOUT", "SUCCEEDED"],
+        },
     }

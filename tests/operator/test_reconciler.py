@@ -177,8 +177,9 @@ async def test_wrong_credentials_stall_then_recover_when_the_secret_is_fixed(
     assert condition(cluster.status, "Stalled")["status"] == "False"
 
 
-@pytest.mark.parametrize("secret", [TOKEN_SECRET, AKSK_SECRET, PASSWORD_SECRET],
-                         ids=["token", "aksk", "password"])
+@pytest.mark.parametrize(
+    "secret", [TOKEN_SECRET, AKSK_SECRET, PASSWORD_SECRET], ids=["token", "aksk", "password"]
+)
 async def test_secrets_never_reach_status_events_or_logs(
     emu: RunningEmulator, secret: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -211,8 +212,10 @@ async def test_a_refused_server_is_retried_then_given_up_with_the_clouds_message
     cluster = FakeCluster(emu, spec, secrets={"creds": secret_data(**TOKEN_SECRET)})
     try:
         await cluster.run_until(
-            lambda s: s["instances"].get("ghost-0001", {}).get("state") == "GAVE_UP"
-            and s["summary"]["succeeded"] == 1
+            lambda s: (
+                s["instances"].get("ghost-0001", {}).get("state") == "GAVE_UP"
+                and s["summary"]["succeeded"] == 1
+            )
         )
     finally:
         await cluster.aclose()
@@ -251,9 +254,15 @@ async def test_handing_back_the_written_model_patches_exactly_what_the_server_ho
 
     model = None
     for _ in range(60):
-        rollout = Rollout(namespace="default", name="demo", generation=cluster.generation,
-                          spec=cluster.spec, status=model if model is not None else cluster.status,
-                          write_status=cluster._write, post_event=cluster._event)
+        rollout = Rollout(
+            namespace="default",
+            name="demo",
+            generation=cluster.generation,
+            spec=cluster.spec,
+            status=model if model is not None else cluster.status,
+            write_status=cluster._write,
+            post_event=cluster._event,
+        )
         cycle = await reconcile(rollout, cluster.deps)
         model = cycle.status
         assert cluster.status == model.to_dict()

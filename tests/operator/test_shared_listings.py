@@ -15,8 +15,13 @@ from cloudeye_operator.rollout import Observation
 
 
 def task(tid: str, instance: str, created: int = 0) -> ListedTask:
-    return ListedTask(invocation_id=tid, instance_id=instance, invocation_type=InvocationType.UPDATE,
-                      invocation_status=InvocationStatus.RUNNING, create_time=created)
+    return ListedTask(
+        invocation_id=tid,
+        instance_id=instance,
+        invocation_type=InvocationType.UPDATE,
+        invocation_status=InvocationStatus.RUNNING,
+        create_time=created,
+    )
 
 
 # The project: two tasks on a, one on b, one on c, and 1,000 old tasks on servers nobody rolls out.

@@ -18,8 +18,10 @@ from tests.operator.harness import TOKEN_SECRET, FakeCluster, condition, emulato
 OLD = [f"old-{i:04d}" for i in range(1, 151)]
 SCENARIO: dict[str, Any] = {
     "seed": 5,
-    "fleet": [{"generate": {"count": 24, "prefix": "srv-", "version": "2.6.1"}},
-              {"generate": {"count": 150, "prefix": "old-", "version": "2.6.1"}}],
+    "fleet": [
+        {"generate": {"count": 24, "prefix": "srv-", "version": "2.6.1"}},
+        {"generate": {"count": 150, "prefix": "old-", "version": "2.6.1"}},
+    ],
     "versions": {"basic": "2.6.1", "advance": "2.7.2", "latest": "2.7.2"},
     "timing": {"pending_seconds": 2, "running_seconds": 5, "timeout_seconds": 30},
     "outcomes": {"srv-0003": ["FAILED", "SUCCEEDED"], "srv-0020": ["FAILED", "SUCCEEDED"]},
@@ -34,9 +36,13 @@ async def emu() -> AsyncIterator[RunningEmulator]:
 
 
 def _cluster(emu: RunningEmulator, name: str, ids: list[str]) -> FakeCluster:
-    spec = {"action": "UPDATE", "version": "2.7.2", "instances": [{"id": i} for i in ids],
-            "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
-            "strategy": {"pollIntervalSeconds": 5, "retry": {"limit": 3, "backoffSeconds": 5}}}
+    spec = {
+        "action": "UPDATE",
+        "version": "2.7.2",
+        "instances": [{"id": i} for i in ids],
+        "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
+        "strategy": {"pollIntervalSeconds": 5, "retry": {"limit": 3, "backoffSeconds": 5}},
+    }
     return FakeCluster(emu, spec, secrets={"creds": secret_data(**TOKEN_SECRET)}, name=name)
 
 

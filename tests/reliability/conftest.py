@@ -49,13 +49,16 @@ class Row:
 class Figures:
     rows: list[Row] = field(default_factory=list)
 
-    def record(self, area: str, scenario: str, produced: str, held: str, test: str = "",
-               **counts: Any) -> None:
+    def record(
+        self, area: str, scenario: str, produced: str, held: str, test: str = "", **counts: Any
+    ) -> None:
         self.rows.append(Row(area, scenario, produced, held, counts, test))
 
     def markdown(self) -> str:
-        lines = ["| area | scenario | how it is produced | what held | figures |",
-                 "| --- | --- | --- | --- | --- |"]
+        lines = [
+            "| area | scenario | how it is produced | what held | figures |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for r in self.rows:
             figures = ", ".join(f"{k}={v}" for k, v in r.counts.items())
             lines.append(f"| {r.area} | {r.scenario} | {r.produced} | {r.held} | {figures} |")
@@ -74,13 +77,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     target = os.environ.get(TABLE_ENV)
     if target and _FIGURES.rows:
         order = ["crash", "cloud", "credentials", "kubernetes", "bad input", "hostile", "secrets"]
-        _FIGURES.rows.sort(key=lambda r: (order.index(r.area) if r.area in order else 99))
+        _FIGURES.rows.sort(key=lambda r: order.index(r.area) if r.area in order else 99)
         Path(target).write_text(_FIGURES.markdown())
         Path(target).with_suffix(".json").write_text(
-            json.dumps([r.__dict__ for r in _FIGURES.rows], indent=1, default=str))
+            json.dumps([r.__dict__ for r in _FIGURES.rows], indent=1, default=str)
+        )
 
 
 # --- in-process --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 async def emu() -> AsyncIterator[RunningEmulator]:

@@ -18,8 +18,14 @@ def ready_manifest(name: str) -> str:
 
 
 def budget_manifest(name: str) -> str:
-    return manifest(name, BUDGET_IDS, version="2.7.2", strategy=fast(
-        maxInFlight=8, maxFailures=1, rollbackOnFailure=True, retry={"limit": 1, "backoffSeconds": 1}))
+    return manifest(
+        name,
+        BUDGET_IDS,
+        version="2.7.2",
+        strategy=fast(
+            maxInFlight=8, maxFailures=1, rollbackOnFailure=True, retry={"limit": 1, "backoffSeconds": 1}
+        ),
+    )
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -31,10 +37,12 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def rolled_back(obj: dict[str, Any]) -> bool:
     status = obj.get("status") or {}
-    return (condition(obj, "Stalled").get("status") == "True"
-            and condition(obj, "Stalled").get("reason") == "FailureBudgetExceeded"
-            and (status.get("summary") or {}).get("rolledBack", 0) == len(BUDGET_IDS) - 2
-            and not status.get("intents"))
+    return (
+        condition(obj, "Stalled").get("status") == "True"
+        and condition(obj, "Stalled").get("reason") == "FailureBudgetExceeded"
+        and (status.get("summary") or {}).get("rolledBack", 0) == len(BUDGET_IDS) - 2
+        and not status.get("intents")
+    )
 
 
 def done_ready(cp: Any, name: str) -> bool:

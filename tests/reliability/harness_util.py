@@ -22,8 +22,11 @@ def spec(emu: RunningEmulator, ids: list[str], action: str = "UPDATE", **extra: 
         "action": action,
         "instances": [{"id": i} for i in ids],
         "cloud": emulator_cloud(emu, credentialsSecretRef={"name": "creds"}),
-        "strategy": {"pollIntervalSeconds": 5, "retry": {"limit": 3, "backoffSeconds": 5},
-                     "maxInFlight": 100},
+        "strategy": {
+            "pollIntervalSeconds": 5,
+            "retry": {"limit": 3, "backoffSeconds": 5},
+            "maxInFlight": 100,
+        },
     }
     if action != "ROLLBACK":
         body["version"] = "2.7.2"

@@ -54,56 +54,83 @@ CORPUS: dict[str, tuple[dict[str, Any], str]] = {
     "id-empty": (_with("instances", [{"id": ""}]), "spec.instances[0].id"),
     "id-type": (_with("instances", [{"id": 12345}]), "spec.instances[0].id: Invalid value"),
     "id-missing": (_with("instances", [{"type": "ECS"}]), "spec.instances[0].id: Required"),
-    "instance-type": (_with("instances", [{"id": "srv-0001", "type": "VM"}]),
-                      "spec.instances[0].type: Unsupported value"),
-    "instances-10001": (_with("instances", [{"id": f"s-{i}"} for i in range(10001)]),
-                        "spec.instances: Too many"),
+    "instance-type": (
+        _with("instances", [{"id": "srv-0001", "type": "VM"}]),
+        "spec.instances[0].type: Unsupported value",
+    ),
+    "instances-10001": (
+        _with("instances", [{"id": f"s-{i}"} for i in range(10001)]),
+        "spec.instances: Too many",
+    ),
     "version-type-enum": (_with("versionType", "LATEST"), "spec.versionType: Unsupported value"),
     "version-empty": (_with("version", ""), "spec.version"),
     "version-too-long": (_with("version", "1." * 40), "spec.version: Too long"),
     "version-number": (_with("version", 2.7), "spec.version: Invalid value"),
-    "rollback-version": (_with("action", "ROLLBACK"),
-                         "version is only allowed with action INSTALL or UPDATE"),
-    "rollback-version-type": ({"action": "ROLLBACK", "versionType": "BASIC_VERSION",
-                               "instances": [{"id": "srv-0001"}]},
-                              "versionType is only allowed with action INSTALL or UPDATE"),
-    "rollback-on-failure-install": ({**_with("action", "INSTALL"), "strategy": {"rollbackOnFailure": True}},
-                                    "strategy.rollbackOnFailure is only allowed with action UPDATE"),
+    "rollback-version": (
+        _with("action", "ROLLBACK"),
+        "version is only allowed with action INSTALL or UPDATE",
+    ),
+    "rollback-version-type": (
+        {"action": "ROLLBACK", "versionType": "BASIC_VERSION", "instances": [{"id": "srv-0001"}]},
+        "versionType is only allowed with action INSTALL or UPDATE",
+    ),
+    "rollback-on-failure-install": (
+        {**_with("action", "INSTALL"), "strategy": {"rollbackOnFailure": True}},
+        "strategy.rollbackOnFailure is only allowed with action UPDATE",
+    ),
     "region-pattern": (_with("cloud.region", "CN_NORTH_4"), "spec.cloud.region"),
     "region-peru": (_with("cloud.region", "sa-peru-1"), "not offered in sa-argentina-1"),
     "region-argentina": (_with("cloud.region", "sa-argentina-1"), "not offered in sa-argentina-1"),
     "project-upper": (_with("cloud.projectId", "ABCDEF"), "spec.cloud.projectId"),
     "endpoint-scheme": (_with("cloud.endpoint", "ftp://ces.example.com"), "spec.cloud.endpoint"),
     "endpoint-userinfo": (_with("cloud.endpoint", "https://user:pw@ces.example.com"), "spec.cloud.endpoint"),
-    "secret-ref-no-name": (_with("cloud.credentialsSecretRef", {}),
-                           "spec.cloud.credentialsSecretRef.name: Required"),
-    "secret-ref-upper": (_with("cloud.credentialsSecretRef", {"name": "Creds_1"}),
-                         "spec.cloud.credentialsSecretRef.name"),
+    "secret-ref-no-name": (
+        _with("cloud.credentialsSecretRef", {}),
+        "spec.cloud.credentialsSecretRef.name: Required",
+    ),
+    "secret-ref-upper": (
+        _with("cloud.credentialsSecretRef", {"name": "Creds_1"}),
+        "spec.cloud.credentialsSecretRef.name",
+    ),
     "max-in-flight-zero": (_with("strategy", {"maxInFlight": 0}), "spec.strategy.maxInFlight"),
     "max-in-flight-150pct": (_with("strategy", {"maxInFlight": "150%"}), "spec.strategy.maxInFlight"),
     "max-in-flight-word": (_with("strategy", {"maxInFlight": "lots"}), "spec.strategy.maxInFlight"),
     "max-failures-negative": (_with("strategy", {"maxFailures": -1}), "spec.strategy.maxFailures"),
     "max-failures-101pct": (_with("strategy", {"maxFailures": "101%"}), "spec.strategy.maxFailures"),
     "retry-limit": (_with("strategy", {"retry": {"limit": 21}}), "spec.strategy.retry.limit"),
-    "retry-backoff": (_with("strategy", {"retry": {"backoffSeconds": -1}}),
-                      "spec.strategy.retry.backoffSeconds"),
-    "retry-on-enum": (_with("strategy", {"retry": {"onStatuses": ["SUCCEEDED"]}}),
-                      "spec.strategy.retry.onStatuses[0]: Unsupported value"),
-    "retry-on-duplicate": (_with("strategy", {"retry": {"onStatuses": ["FAILED", "FAILED"]}}),
-                           "spec.strategy.retry.onStatuses[1]: Duplicate value"),
+    "retry-backoff": (
+        _with("strategy", {"retry": {"backoffSeconds": -1}}),
+        "spec.strategy.retry.backoffSeconds",
+    ),
+    "retry-on-enum": (
+        _with("strategy", {"retry": {"onStatuses": ["SUCCEEDED"]}}),
+        "spec.strategy.retry.onStatuses[0]: Unsupported value",
+    ),
+    "retry-on-duplicate": (
+        _with("strategy", {"retry": {"onStatuses": ["FAILED", "FAILED"]}}),
+        "spec.strategy.retry.onStatuses[1]: Duplicate value",
+    ),
     "poll-zero": (_with("strategy", {"pollIntervalSeconds": 0}), "spec.strategy.pollIntervalSeconds"),
-    "deadline-short": (_with("strategy", {"progressDeadlineSeconds": 30}),
-                       "spec.strategy.progressDeadlineSeconds"),
-    "deadline-vs-poll": (_with("strategy", {"pollIntervalSeconds": 600, "progressDeadlineSeconds": 300}),
-                         "progressDeadlineSeconds must be greater than pollIntervalSeconds"),
+    "deadline-short": (
+        _with("strategy", {"progressDeadlineSeconds": 30}),
+        "spec.strategy.progressDeadlineSeconds",
+    ),
+    "deadline-vs-poll": (
+        _with("strategy", {"pollIntervalSeconds": 600, "progressDeadlineSeconds": 300}),
+        "progressDeadlineSeconds must be greater than pollIntervalSeconds",
+    ),
     "paused-string": (_with("paused", "yes"), "spec.paused: Invalid value"),
     "unknown-field": (_with("rolloutSpeed", "fast"), 'unknown field "spec.rolloutSpeed"'),
 }
 
 
 def _object(name: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "cloudeye.dev/v1alpha1", "kind": "AgentRollout",
-            "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": "cloudeye.dev/v1alpha1",
+        "kind": "AgentRollout",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 def test_invalid_corpus_is_rejected_at_apply_time_naming_the_field(
@@ -114,21 +141,32 @@ def test_invalid_corpus_is_rejected_at_apply_time_naming_the_field(
     names = [f"bad-{key}" for key in CORPUS]
     missed: dict[str, str] = {}
     for name, (body, expected) in zip(names, CORPUS.values(), strict=True):
-        result = cluster.kubectl("apply", "--dry-run=server", "-f", "-",
-                                 stdin=json.dumps(_object(name, body)), check=False, timeout=60)
+        result = cluster.kubectl(
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=json.dumps(_object(name, body)),
+            check=False,
+            timeout=60,
+        )
         if result.returncode == 0 or expected not in result.stderr:
             missed[name] = f"rc={result.returncode} expected {expected!r}: {result.stderr[-400:]}"
-    good = cluster.kubectl("apply", "--dry-run=server", "-f", "-",
-                           stdin=json.dumps(_object("good", BASE)), check=False)
+    good = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(_object("good", BASE)), check=False
+    )
     assert good.returncode == 0, good.stderr  # the base of every case is valid: each case breaks one thing
     assert not missed, "\n".join(f"{k}: {v}" for k, v in missed.items())
     assert cluster.kubectl("get", "ar", "-o", "name").stdout.strip() == ""
     figures.record(
-        "bad input", f"{len(CORPUS)} invalid AgentRollouts (schema, CEL, unicode, 10001 items, "
+        "bad input",
+        f"{len(CORPUS)} invalid AgentRollouts (schema, CEL, unicode, 10001 items, "
         "duplicate statuses, wrong types, unknown field)",
         "`kubectl apply --dry-run=server` against the real API server",
         "every one rejected, stderr names the field path or the CEL rule's message; the valid base accepted",
-        cases=len(CORPUS), rejected=len(CORPUS) - len(missed), named_field=len(CORPUS) - len(missed),
+        cases=len(CORPUS),
+        rejected=len(CORPUS) - len(missed),
+        named_field=len(CORPUS) - len(missed),
     )
 
 
@@ -137,18 +175,37 @@ RUNTIME_INVALID: dict[str, tuple[dict[str, Any], dict[str, dict[str, str]], str,
     "unknown-secret": ({}, {}, "SecretNotFound", "creds"),
     "secret-without-keys": ({}, {"creds": secret_data(user="x")}, "InvalidCredentials", "accessKey"),
     "secret-not-base64": ({}, {"creds": {"token": "%%%not-base64"}}, "InvalidCredentials", "token"),
-    "region-peru": ({"cloud": {"region": "sa-peru-1"}}, {"creds": secret_data(**TOKEN_SECRET)},
-                    "UnsupportedRegion", "sa-peru-1"),
-    "region-argentina": ({"cloud": {"region": "sa-argentina-1"}}, {"creds": secret_data(**TOKEN_SECRET)},
-                         "UnsupportedRegion", "sa-argentina-1"),
-    "rollback-with-version": ({"action": "ROLLBACK"}, {"creds": secret_data(**TOKEN_SECRET)},
-                              "InvalidSpec", "version"),
-    "bad-instance-id": ({"instances": [{"id": "bad id!"}]}, {"creds": secret_data(**TOKEN_SECRET)},
-                        "InvalidSpec", "instances"),
+    "region-peru": (
+        {"cloud": {"region": "sa-peru-1"}},
+        {"creds": secret_data(**TOKEN_SECRET)},
+        "UnsupportedRegion",
+        "sa-peru-1",
+    ),
+    "region-argentina": (
+        {"cloud": {"region": "sa-argentina-1"}},
+        {"creds": secret_data(**TOKEN_SECRET)},
+        "UnsupportedRegion",
+        "sa-argentina-1",
+    ),
+    "rollback-with-version": (
+        {"action": "ROLLBACK"},
+        {"creds": secret_data(**TOKEN_SECRET)},
+        "InvalidSpec",
+        "version",
+    ),
+    "bad-instance-id": (
+        {"instances": [{"id": "bad id!"}]},
+        {"creds": secret_data(**TOKEN_SECRET)},
+        "InvalidSpec",
+        "instances",
+    ),
     # The API server takes it (spec.instances is an atomic list, see the CRD); the operator refuses it.
-    "duplicate-instance-id": ({"instances": [{"id": "srv-0001"}, {"id": "srv-0001"}]},
-                              {"creds": secret_data(**TOKEN_SECRET)}, "InvalidSpec",
-                              "duplicate instance id 'srv-0001' (also spec.instances[0])"),
+    "duplicate-instance-id": (
+        {"instances": [{"id": "srv-0001"}, {"id": "srv-0001"}]},
+        {"creds": secret_data(**TOKEN_SECRET)},
+        "InvalidSpec",
+        "duplicate instance id 'srv-0001' (also spec.instances[0])",
+    ),
 }
 
 
@@ -173,9 +230,12 @@ async def test_run_time_invalid_spec_stalls_and_calls_nothing(
     assert named in stalled["message"], stalled
     assert api_calls(emu) == 0, emu.stats()
     figures.record(
-        "bad input", f"run-time invalid: {case}", "in-process cycles (the CRD would refuse some: "
-        "the operator re-validates)", f"Stalled=True reason {reason}, message names `{named}`",
-        cycles=3, calls_reaching_cloud=api_calls(emu),
+        "bad input",
+        f"run-time invalid: {case}",
+        "in-process cycles (the CRD would refuse some: the operator re-validates)",
+        f"Stalled=True reason {reason}, message names `{named}`",
+        cycles=3,
+        calls_reaching_cloud=api_calls(emu),
     )
 
 
@@ -186,7 +246,8 @@ HOSTILE: dict[str, tuple[dict[str, Any], str | None]] = {
     "list-unknown-status": ({"next": {"list": ["hostile_status"] * 3}}, "malformed list response"),
     "list-unknown-status-always": (
         {"endpoints": {"list": {"hostile_rate": 1.0, "hostile_kind": "unknown_status"}}},
-        "cannot observe Cloud Eye now"),
+        "cannot observe Cloud Eye now",
+    ),
     "create-wrong-types": ({"next": {"batch_create": ["hostile_types"]}}, "may or may not"),
     "create-huge": ({"next": {"batch_create": ["hostile_huge"]}}, None),
     "create-unknown-status": ({"next": {"batch_create": ["hostile_status"]}}, None),
@@ -224,8 +285,14 @@ async def test_hostile_cloud_answers_are_survived_and_reported(
     assert not cluster.duplicates()
     assert len(emu.tasks()) == 10 + 3  # srv-0003 +1, srv-0007 +2: nothing created twice
     figures.record(
-        "hostile", f"hostile answer: {case}", f"emulator fault `{faults}` (new: faults.py hostile_*)",
-        "no cycle raised; " + (f"reported: `{report}`" if report else "answer usable: taken as is")
+        "hostile",
+        f"hostile answer: {case}",
+        f"emulator fault `{faults}` (new: faults.py hostile_*)",
+        "no cycle raised; "
+        + (f"reported: `{report}`" if report else "answer usable: taken as is")
         + "; Ready afterwards, nothing created twice",
-        hostile_answers=served, hostile_cycles=hostile_cycles, cycles_after=cycles, duplicates=0,
+        hostile_answers=served,
+        hostile_cycles=hostile_cycles,
+        cycles_after=cycles,
+        duplicates=0,
     )

@@ -33,9 +33,16 @@ STORMS: dict[str, dict[str, Any]] = {
     "drop-25%": {"drop_rate": 0.25},
     "drop-after-apply-30%": {"endpoints": {"batch_create": {"drop_after_apply_rate": 0.3}}},
     "malformed-30%": {"malformed_rate": 0.3},
-    "everything": {"error_5xx_rate": 0.1, "error_429_rate": 0.1, "retry_after_seconds": 1,
-                   "latency_seconds": 0.02, "latency_rate": 0.3, "drop_rate": 0.1,
-                   "drop_after_apply_rate": 0.1, "malformed_rate": 0.1},
+    "everything": {
+        "error_5xx_rate": 0.1,
+        "error_429_rate": 0.1,
+        "retry_after_seconds": 1,
+        "latency_seconds": 0.02,
+        "latency_rate": 0.3,
+        "drop_rate": 0.1,
+        "drop_after_apply_rate": 0.1,
+        "malformed_rate": 0.1,
+    },
 }
 
 
@@ -62,10 +69,15 @@ async def test_rollout_converges_under_a_fault_storm(
     stats = emu.stats()
     faults = {ep: {k: v for k, v in counts.items() if not k.startswith("2")} for ep, counts in stats.items()}
     figures.record(
-        "cloud", f"fault storm `{storm}`", f"emulator faults `{STORMS[storm]}`",
+        "cloud",
+        f"fault storm `{storm}`",
+        f"emulator faults `{STORMS[storm]}`",
         "Ready 30/30, no duplicate, no cycle raised, retries bounded and backed off",
-        cycles=cycles, tasks=len(emu.tasks()), duplicates=0,
-        client_requests=dict(requests), client_retries=dict(retries),
+        cycles=cycles,
+        tasks=len(emu.tasks()),
+        duplicates=0,
+        client_requests=dict(requests),
+        client_retries=dict(retries),
         max_backoff_s=round(max(cluster.backoffs, default=0.0), 2),
         faults_served=faults,
     )
@@ -92,12 +104,15 @@ async def test_status_shows_the_create_error_code_while_it_lasts_then_clears(
     assert "apiError" not in cluster.status
     assert "taskmgr.0503" not in condition(cluster.status, "Reconciling")["message"]
     figures.record(
-        "cloud", "batch-create answers 503 on every attempt for 3 cycles",
+        "cloud",
+        "batch-create answers 503 on every attempt for 3 cycles",
         "emulator `next: {batch_create: [503 x 15]}`",
         "status.apiError.errorCode=taskmgr.0503 and Reconciling=CloudEyeUnavailable naming it each "
         "cycle; cleared once the cloud answers; then Ready",
-        create_attempts=emu.stats()["batch_create"].get("503", 0), tasks_during_fault=0,
-        cycles_after=cycles, retries=dict(cluster.client_retries()),
+        create_attempts=emu.stats()["batch_create"].get("503", 0),
+        tasks_during_fault=0,
+        cycles_after=cycles,
+        retries=dict(cluster.client_retries()),
     )
 
 
@@ -131,9 +146,12 @@ async def test_a_long_list_outage_never_raises_and_recovers(
     cycles = await cluster.drive(ready)
     assert not cluster.duplicates()
     figures.record(
-        "cloud", "list answers 500 for 10 cycles in a row",
+        "cloud",
+        "list answers 500 for 10 cycles in a row",
         "emulator `endpoints: {list: {error_5xx_rate: 1.0}}`",
         "no cycle raised; each cycle waited before the next; Ready once it ended",
-        list_calls_during_outage=lists_during, cycle_delays_s=sorted(set(delays)),
-        cycles_after=cycles, duplicates=0,
+        list_calls_during_outage=lists_during,
+        cycle_delays_s=sorted(set(delays)),
+        cycles_after=cycles,
+        duplicates=0,
     )

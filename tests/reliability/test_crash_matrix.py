@@ -43,8 +43,10 @@ MATRIX = [
 ]
 
 
-WAVES = {"intent-left": [*MATRIX[0:2], MATRIX[4], MATRIX[6]],
-         "mid-flight": [*MATRIX[2:4], MATRIX[5], MATRIX[7]]}
+WAVES = {
+    "intent-left": [*MATRIX[0:2], MATRIX[4], MATRIX[6]],
+    "mid-flight": [*MATRIX[2:4], MATRIX[5], MATRIX[7]],
+}
 
 
 @dataclass
@@ -78,7 +80,10 @@ class Case:
 
 @pytest.mark.parametrize("wave", list(WAVES))
 def test_sigkill_at_each_point_then_restart_converges_without_duplicates(
-    cluster: ControlPlane, figures: Figures, tmp_path: Path, wave: str,
+    cluster: ControlPlane,
+    figures: Figures,
+    tmp_path: Path,
+    wave: str,
 ) -> None:
     cases: list[Case] = []
     try:
@@ -109,8 +114,10 @@ def test_sigkill_at_each_point_then_restart_converges_without_duplicates(
                 case.ended = time.monotonic()
                 waiting.remove(case)
             if time.monotonic() > deadline:
-                raise AssertionError(f"not at their end state after {END_TIMEOUT}s: "
-                                     f"{[(c.hook, c.obj().get('status')) for c in waiting]}")
+                raise AssertionError(
+                    f"not at their end state after {END_TIMEOUT}s: "
+                    f"{[(c.hook, c.obj().get('status')) for c in waiting]}"
+                )
             time.sleep(0.5)
 
         for case in cases:
@@ -129,12 +136,16 @@ def test_sigkill_at_each_point_then_restart_converges_without_duplicates(
                 assert counts["by_type"].get("ROLLBACK") == 6, (case.hook, counts)
                 end = "Stalled FailureBudgetExceeded, 6/6 updated servers rolled back"
             figures.record(
-                "crash", f"SIGKILL at `{case.hook}`: {case.meaning}",
+                "crash",
+                f"SIGKILL at `{case.hook}`: {case.meaning}",
                 f"`CLOUDEYE_FAULT_HOOK={case.hook}` on the real operator; restart without it",
                 f"{end}; no duplicate task; no intent left",
-                tasks_when_killed=case.tasks_at_kill, tasks_total=counts["tasks"],
-                by_type=counts["by_type"], duplicates=counts["duplicates"],
-                restarts=1, seconds_to_end=round(case.ended - case.started, 1),
+                tasks_when_killed=case.tasks_at_kill,
+                tasks_total=counts["tasks"],
+                by_type=counts["by_type"],
+                duplicates=counts["duplicates"],
+                restarts=1,
+                seconds_to_end=round(case.ended - case.started, 1),
             )
     finally:
         for case in cases:

@@ -49,9 +49,14 @@ async def test_iam_token_expiry_mid_rollout(
         assert refused == 0
         held = "Ready; AK/SK signs each request: 0 IAM calls, 0 401"
     figures.record(
-        "credentials", f"IAM token expiry mid-rollout ({mode})",
+        "credentials",
+        f"IAM token expiry mid-rollout ({mode})",
         f"emulator `token_ttl_seconds: {TOKEN_TTL:.0f}`, emulator clock moved ~{elapsed} s",
-        held, cycles=cycles, iam_tokens_issued=issued, api_401=refused, duplicates=0,
+        held,
+        cycles=cycles,
+        iam_tokens_issued=issued,
+        api_401=refused,
+        duplicates=0,
     )
 
 
@@ -69,10 +74,13 @@ async def test_rotated_secret_is_used_without_restart(emu: RunningEmulator, figu
         await cluster.aclose()
     assert not cluster.duplicates()
     figures.record(
-        "credentials", "Secret rotated mid-rollout (token -> AK/SK)",
+        "credentials",
+        "Secret rotated mid-rollout (token -> AK/SK)",
         "replace the Secret's data between cycles",
         "next cycle uses a new client for the new credentials, old one closed; Ready, same process",
-        clients_made=len(cluster.clients), cycles=cycles, duplicates=0,
+        clients_made=len(cluster.clients),
+        cycles=cycles,
+        duplicates=0,
     )
 
 
@@ -114,12 +122,15 @@ async def test_wrong_credentials_mid_rollout_stall_then_recover(
     assert condition(cluster.status, "Stalled")["status"] == "False"
     assert not cluster.duplicates()
     figures.record(
-        "credentials", f"wrong credentials mid-rollout ({mode}), then fixed",
+        "credentials",
+        f"wrong credentials mid-rollout ({mode}), then fixed",
         "replace the Secret with wrong values for 3 cycles, then restore it",
         f"Stalled=True reason AuthenticationFailed (`{stalled['message'][:60]}...`); "
         "recovered to Ready without restart",
-        calls_while_wrong=calls_while_wrong, stall_retry_s=sorted(set(delays)),
-        cycles_to_ready_after_fix=cycles, duplicates=0,
+        calls_while_wrong=calls_while_wrong,
+        stall_retry_s=sorted(set(delays)),
+        cycles_to_ready_after_fix=cycles,
+        duplicates=0,
     )
 
 
@@ -127,9 +138,19 @@ async def test_wrong_credentials_mid_rollout_stall_then_recover(
 async def test_status_patch_conflicts_lose_and_repeat_nothing(
     emu: RunningEmulator, figures: Figures, every: int
 ) -> None:
-    cluster = Cluster(emu, spec(emu, FLEET, strategy={"pollIntervalSeconds": 5, "maxInFlight": 10,
-                                                      "retry": {"limit": 3, "backoffSeconds": 5}}),
-                      secrets={"creds": secret_data(**TOKEN_SECRET)})
+    cluster = Cluster(
+        emu,
+        spec(
+            emu,
+            FLEET,
+            strategy={
+                "pollIntervalSeconds": 5,
+                "maxInFlight": 10,
+                "retry": {"limit": 3, "backoffSeconds": 5},
+            },
+        ),
+        secrets={"creds": secret_data(**TOKEN_SECRET)},
+    )
     cluster.conflict_every = every
     try:
         cycles = await cluster.drive(ready)
@@ -142,10 +163,14 @@ async def test_status_patch_conflicts_lose_and_repeat_nothing(
     tasks = len(emu.tasks())
     assert tasks == len(FLEET) + 4  # 30 updates + srv-0003 1 retry + srv-0007 2 + srv-0011 1
     figures.record(
-        "kubernetes", f"409 Conflict on 1 status patch in {every}",
+        "kubernetes",
+        f"409 Conflict on 1 status patch in {every}",
         "the status writer raises kube.KubeError(409); the cycle is re-run from the server's view, "
         "as handlers.drive does",
         "Ready 30/30, each server got exactly the tasks it needed (none lost, none repeated)",
-        conflicts=cluster.conflicts, status_writes=cluster.writes, cycles=cycles, tasks=tasks,
+        conflicts=cluster.conflicts,
+        status_writes=cluster.writes,
+        cycles=cycles,
+        tasks=tasks,
         duplicates=0,
     )

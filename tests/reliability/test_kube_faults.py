@@ -67,8 +67,9 @@ def restart_apiserver(cp: ControlPlane) -> int:
     wait_for(lambda: _port_free(port), 30, f"port {port} to be released")
     for _attempt in range(3):  # a start that lost a race for the port exits at once: start again
         with (cp.state_dir / "apiserver.log").open("ab") as log:
-            proc = subprocess.Popen(argv, env=environ, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         pid_file.write_text(f"{proc.pid}\n")
 
         def up_or_exited(started: subprocess.Popen[bytes] = proc) -> bool:
@@ -115,8 +116,9 @@ def _restarted_mid_rollout(
 ) -> None:
     ids = [f"big-{i:04d}" for i in range(40, 70)]
     launcher.start()
-    launcher.kubectl("apply", "-f", "-", stdin=manifest("restarted", ids, version="2.7.2",
-                                                          strategy=fast(maxInFlight=10)))
+    launcher.kubectl(
+        "apply", "-f", "-", stdin=manifest("restarted", ids, version="2.7.2", strategy=fast(maxInFlight=10))
+    )
     wait_for(lambda: len(emulator.tasks()) >= 10, 60, "the first wave of tasks")
     restart_apiserver(cluster)
     wait_for(lambda: is_ready(get_ar(cluster, "restarted")), 180, "Ready after the API server restart")
@@ -124,7 +126,8 @@ def _restarted_mid_rollout(
     assert not emulator.duplicates(), emulator.duplicates()
     counts = task_figures(emulator)
     figures.record(
-        "kubernetes", "API server restarted mid-rollout (30 servers, 10 in flight)",
+        "kubernetes",
+        "API server restarted mid-rollout (30 servers, 10 in flight)",
         "SIGKILL to apiextensions-apiserver after the first wave, same command started again (etcd kept)",
         "the operator kept running, watches reconnected, Ready with no duplicate task",
         **counts,

@@ -21,9 +21,11 @@ from tests.reliability.harness_util import Cluster, ready, spec
 
 MODES = {"token": TOKEN_SECRET, "aksk": AKSK_SECRET, "password": PASSWORD_SECRET}
 SECRET_KEYS = ("token", "secretKey", "password")
-WRONG = {"token": {"token": "wrong-token-value-42"},
-         "aksk": {**AKSK_SECRET, "secretKey": "wrong-secret-key-42"},
-         "password": {**PASSWORD_SECRET, "password": "wrong-password-42"}}
+WRONG = {
+    "token": {"token": "wrong-token-value-42"},
+    "aksk": {**AKSK_SECRET, "secretKey": "wrong-secret-key-42"},
+    "password": {**PASSWORD_SECRET, "password": "wrong-password-42"},
+}
 
 
 @pytest.fixture
@@ -72,20 +74,28 @@ async def test_no_secret_anywhere_in_a_whole_rollout(
         "reprs": " ".join(reprs),
     }
     leaks = {where: [s[:6] + "..." for s in secrets if s in text] for where, text in haystacks.items()}
-    where_logged = sorted({f"{r.name}:{r.levelname}:{r.msg}"[:160] for r in caplog.records
-                           if any(s in r.getMessage() for s in secrets)})
+    where_logged = sorted(
+        {
+            f"{r.name}:{r.levelname}:{r.msg}"[:160]
+            for r in caplog.records
+            if any(s in r.getMessage() for s in secrets)
+        }
+    )
     assert not any(leaks.values()), (leaks, where_logged)
     assert len(caplog.records) > 20  # the logs were really at debug level
     if mode == "password":
         assert len(issued) >= 2  # tokens expired and were refreshed during the rollout
     figures.record(
-        "secrets", f"whole rollout, auth mode `{mode}`, wrong credentials first, all loggers DEBUG",
+        "secrets",
+        f"whole rollout, auth mode `{mode}`, wrong credentials first, all loggers DEBUG",
         "in-process cycles, caplog at DEBUG (operator, httpx, emulator; httpcore at INFO, as run sets it), "
         "status, patches, "
         "events, exception texts and reprs searched",
         "no secret value and no issued IAM token found anywhere",
-        log_records=len(caplog.records), secrets_searched=len(set(secrets)),
-        iam_tokens_issued=len(issued), leaks=0,
+        log_records=len(caplog.records),
+        secrets_searched=len(set(secrets)),
+        iam_tokens_issued=len(issued),
+        leaks=0,
     )
 
 
@@ -93,17 +103,23 @@ IAM_TOKEN = re.compile(r"MII[A-Za-z0-9_-]{64,}")
 ENV_CREDENTIALS = {
     "token": {"CLOUDEYE_TOKEN": "emulator-token"},
     "aksk": {"CLOUDEYE_ACCESS_KEY": "EMULATORACCESSKEY0001", "CLOUDEYE_SECRET_KEY": "emulator-secret-key"},
-    "password": {"CLOUDEYE_USERNAME": "emulator-user", "CLOUDEYE_PASSWORD": "emulator-password",
-                 "CLOUDEYE_DOMAIN": "emulator-domain"},
+    "password": {
+        "CLOUDEYE_USERNAME": "emulator-user",
+        "CLOUDEYE_PASSWORD": "emulator-password",
+        "CLOUDEYE_DOMAIN": "emulator-domain",
+    },
 }
+
+
 @pytest.mark.parametrize("mode", ["token", "aksk", "password"])
 def test_real_operator_debug_logs_hold_no_secret(
     cluster: ControlPlane, emulator: Emulator, launcher: Launcher, figures: Figures, mode: str
 ) -> None:
     launcher.start(debug=True, credentials=ENV_CREDENTIALS[mode])
     name = f"secret-{mode}"
-    cluster.kubectl("apply", "-f", "-", stdin=manifest(name, READY_IDS[:4], version="2.7.2",
-                                                        strategy=fast(maxInFlight=4)))
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=manifest(name, READY_IDS[:4], version="2.7.2", strategy=fast(maxInFlight=4))
+    )
     wait_for(lambda: is_ready(get_ar(cluster, name)), 90, f"{name} to be Ready")
     described = cluster.kubectl("get", "ar", name, "-o", "yaml").stdout
     log = launcher.log()
@@ -113,7 +129,10 @@ def test_real_operator_debug_logs_hold_no_secret(
     found += IAM_TOKEN.findall(log + described)[:3]
     assert not found, [f[:8] + "..." for f in found]
     figures.record(
-        "secrets", f"real operator `run --debug`, auth mode `{mode}` from the environment",
+        "secrets",
+        f"real operator `run --debug`, auth mode `{mode}` from the environment",
         "operator log (kopf + client at DEBUG) and `kubectl get ar -o yaml` searched",
-        "no secret value and no IAM token found", log_lines=log.count("\n"), leaks=0,
+        "no secret value and no IAM token found",
+        log_lines=log.count("\n"),
+        leaks=0,
     )

@@ -48,14 +48,27 @@ def _oracle(request: httpx.Request) -> str:
     ("method", "url", "body"),
     [
         ("GET", "https://ces.cn-north-4.myhuaweicloud.com/v3/%s/agent-invocations", None),
-        ("GET", "https://ces.cn-north-4.myhuaweicloud.com/v3/%s/agent-invocations"
-                "?offset=200&limit=100&instance_id=ecs-01&invocation_type=UPDATE", None),
+        (
+            "GET",
+            "https://ces.cn-north-4.myhuaweicloud.com/v3/%s/agent-invocations"
+            "?offset=200&limit=100&instance_id=ecs-01&invocation_type=UPDATE",
+            None,
+        ),
         ("GET", "http://127.0.0.1:8700/v3/%s/agent-invocations?instance_type=BMS&limit=7", None),
-        ("POST", "https://ces.ap-southeast-1.myhuaweicloud.com/v3/%s/agent-invocations/batch-create",
-         {"instance_ids": ["ecs-01", "ecs-02"], "invocation_type": "INSTALL",
-          "invocation_target": "telescope"}),
-        ("POST", "http://127.0.0.1:8700/v3/%s/agent-invocations/batch-create",
-         {"invocation_ids": ["a-1"], "invocation_type": "RETRY", "version": "2.6.1 ünïcode"}),
+        (
+            "POST",
+            "https://ces.ap-southeast-1.myhuaweicloud.com/v3/%s/agent-invocations/batch-create",
+            {
+                "instance_ids": ["ecs-01", "ecs-02"],
+                "invocation_type": "INSTALL",
+                "invocation_target": "telescope",
+            },
+        ),
+        (
+            "POST",
+            "http://127.0.0.1:8700/v3/%s/agent-invocations/batch-create",
+            {"invocation_ids": ["a-1"], "invocation_type": "RETRY", "version": "2.6.1 ünïcode"},
+        ),
     ],
 )
 def test_signature_matches_official_sdk(method: str, url: str, body: dict[str, object] | None) -> None:
@@ -72,12 +85,21 @@ def test_signature_matches_official_sdk(method: str, url: str, body: dict[str, o
 
 def test_emulator_side_verifier_accepts_what_the_sdk_signs() -> None:
     """The verifier rebuilds the canonical request from the SignedHeaders list (here: the SDK's)."""
-    request = httpx.Request("GET", f"http://127.0.0.1:8700/v3/{PROJECT}/agent-invocations?limit=5",
-                            headers={"User-Agent": "huaweicloud-usdk-python/3.0"})
+    request = httpx.Request(
+        "GET",
+        f"http://127.0.0.1:8700/v3/{PROJECT}/agent-invocations?limit=5",
+        headers={"User-Agent": "huaweicloud-usdk-python/3.0"},
+    )
     headers = {"Host": "127.0.0.1:8700", "X-Sdk-Date": "20261125T213005Z", "User-Agent": "sdk/3"}
-    sdk_request = SdkRequest(method="GET", schema="http", host="127.0.0.1:8700",
-                             resource_path=request.url.path, query_params=[("limit", 5)],
-                             header_params=dict(headers), body="")
+    sdk_request = SdkRequest(
+        method="GET",
+        schema="http",
+        host="127.0.0.1:8700",
+        resource_path=request.url.path,
+        query_params=[("limit", 5)],
+        header_params=dict(headers),
+        body="",
+    )
     value = Signer(BasicCredentials(AK, SK)).sign(sdk_request).header_params["Authorization"]
     parsed = signing.parse_authorization(value)
     assert parsed is not None

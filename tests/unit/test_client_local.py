@@ -20,8 +20,11 @@ def _refuse(request: httpx.Request) -> httpx.Response:
 
 def _client(**settings: object) -> CloudEyeClient:
     merged: dict[str, object] = {"project_id": PROJECT, "region": "cn-north-4", **settings}
-    return CloudEyeClient(ClientSettings(**merged),  # type: ignore[arg-type]
-                          StaticTokenAuth("t0ken"), transport=httpx.MockTransport(_refuse))
+    return CloudEyeClient(
+        ClientSettings(**merged),  # type: ignore[arg-type]
+        StaticTokenAuth("t0ken"),
+        transport=httpx.MockTransport(_refuse),
+    )
 
 
 @pytest.mark.parametrize(
@@ -54,23 +57,47 @@ def test_bad_project_id_is_refused() -> None:
 
 BAD_CREATES = [
     pytest.param({"invocation_type": InvocationType.INSTALL}, "instance_ids", id="install-without-ids"),
-    pytest.param({"invocation_type": InvocationType.INSTALL, "instance_ids": ["bad id!"]},
-                 "instance_ids", id="instance-id-pattern"),
-    pytest.param({"invocation_type": InvocationType.INSTALL, "instance_ids": ["x" * 65]},
-                 "instance_ids", id="instance-id-too-long"),
-    pytest.param({"invocation_type": InvocationType.UPDATE, "instance_ids": ["a", "b", "a"]},
-                 "instance_ids", id="duplicate-ids"),
+    pytest.param(
+        {"invocation_type": InvocationType.INSTALL, "instance_ids": ["bad id!"]},
+        "instance_ids",
+        id="instance-id-pattern",
+    ),
+    pytest.param(
+        {"invocation_type": InvocationType.INSTALL, "instance_ids": ["x" * 65]},
+        "instance_ids",
+        id="instance-id-too-long",
+    ),
+    pytest.param(
+        {"invocation_type": InvocationType.UPDATE, "instance_ids": ["a", "b", "a"]},
+        "instance_ids",
+        id="duplicate-ids",
+    ),
     pytest.param({"invocation_type": InvocationType.RETRY}, "invocation_ids", id="retry-without-ids"),
-    pytest.param({"invocation_type": InvocationType.ROLLBACK, "invocation_ids": ["-starts-with-dash"]},
-                 "invocation_ids", id="invocation-id-pattern"),
-    pytest.param({"invocation_type": InvocationType.ROLLBACK, "instance_ids": ["ecs-1"]},
-                 "instance_ids", id="rollback-with-instance-ids"),
-    pytest.param({"invocation_type": InvocationType.INSTALL, "instance_ids": ["a"],
-                  "invocation_ids": ["b"]}, "invocation_ids", id="install-with-invocation-ids"),
-    pytest.param({"invocation_type": InvocationType.UPDATE, "instance_ids": ["a"], "version": ""},
-                 "version", id="empty-version"),
-    pytest.param({"invocation_type": InvocationType.UPDATE, "instance_ids": ["a"], "version": "9" * 65},
-                 "version", id="version-too-long"),
+    pytest.param(
+        {"invocation_type": InvocationType.ROLLBACK, "invocation_ids": ["-starts-with-dash"]},
+        "invocation_ids",
+        id="invocation-id-pattern",
+    ),
+    pytest.param(
+        {"invocation_type": InvocationType.ROLLBACK, "instance_ids": ["ecs-1"]},
+        "instance_ids",
+        id="rollback-with-instance-ids",
+    ),
+    pytest.param(
+        {"invocation_type": InvocationType.INSTALL, "instance_ids": ["a"], "invocation_ids": ["b"]},
+        "invocation_ids",
+        id="install-with-invocation-ids",
+    ),
+    pytest.param(
+        {"invocation_type": InvocationType.UPDATE, "instance_ids": ["a"], "version": ""},
+        "version",
+        id="empty-version",
+    ),
+    pytest.param(
+        {"invocation_type": InvocationType.UPDATE, "instance_ids": ["a"], "version": "9" * 65},
+        "version",
+        id="version-too-long",
+    ),
 ]
 
 
@@ -86,8 +113,9 @@ async def test_bad_chunk_late_in_a_large_batch_sends_nothing() -> None:
     ids = [f"ecs-{i:04d}" for i in range(250)] + ["bad id"]
     async with _client() as client:
         with pytest.raises(RequestValidationError, match="instance_ids"):
-            await client.batch_create(InvocationType.INSTALL, instance_ids=ids,
-                                      version_type=VersionType.BASIC_VERSION)
+            await client.batch_create(
+                InvocationType.INSTALL, instance_ids=ids, version_type=VersionType.BASIC_VERSION
+            )
         assert client.stats.requests.total() == 0
 
 
@@ -127,8 +155,15 @@ def test_cloud_texts_are_bounded_where_they_enter() -> None:
     assert item.error_msg is not None
     assert len(item.error_msg) == 128
     assert len(ErrorBody.model_validate({"error_msg": "y" * 5000}).error_msg or "") == 256
-    task = InvocationInfo.model_validate({
-        "invocation_id": "a", "instance_id": "b", "invocation_type": "UPDATE",
-        "invocation_status": "RUNNING", "target_version": "9" * 500, "instance_name": "n" * 500})
+    task = InvocationInfo.model_validate(
+        {
+            "invocation_id": "a",
+            "instance_id": "b",
+            "invocation_type": "UPDATE",
+            "invocation_status": "RUNNING",
+            "target_version": "9" * 500,
+            "instance_name": "n" * 500,
+        }
+    )
     assert len(task.target_version or "") == 64
     assert len(task.instance_name or "") == 128

@@ -20,8 +20,10 @@ def _rollout(
             "observedGeneration": observed,
             "summary": {"total": len(instances), "succeeded": succeeded},
             "instances": instances,
-            "conditions": [{"type": "Ready", "status": ready, "reason": "Progressing"},
-                           {"type": "Stalled", "status": "False", "reason": "AsExpected"}],
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "Progressing"},
+                {"type": "Stalled", "status": "False", "reason": "AsExpected"},
+            ],
         },
     }
 
@@ -33,10 +35,15 @@ def _text(rollouts: list[dict[str, Any]]) -> str:
 
 
 def test_progress_states_retries_and_failing_servers_are_shown() -> None:
-    web = _rollout("web", 1, 1, "False",
-                   a={"state": "SUCCEEDED", "attempts": 1},
-                   b={"state": "RETRY_WAIT", "attempts": 2, "message": "task x FAILED"},
-                   c={"state": "RUNNING", "attempts": 1})
+    web = _rollout(
+        "web",
+        1,
+        1,
+        "False",
+        a={"state": "SUCCEEDED", "attempts": 1},
+        b={"state": "RETRY_WAIT", "attempts": 2, "message": "task x FAILED"},
+        c={"state": "RUNNING", "attempts": 1},
+    )
     text = _text([web])
     assert "prod/web" in text
     assert "UPDATE 2.7.2" in text

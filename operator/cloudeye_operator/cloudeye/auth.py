@@ -26,8 +26,12 @@ SUBJECT_TOKEN_HEADER: Final = "X-Subject-Token"  # noqa: S105 - a header name
 IAM_TOKENS_PATH: Final = "/v3/auth/tokens"
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 300.0
 # The headers the signer signs: what we set ourselves, so no proxy or transport can change them.
-_SIGNED_HEADER_NAMES: Final = ("host", "content-type", signing.HEADER_DATE.lower(),
-                               signing.HEADER_PROJECT_ID.lower())
+_SIGNED_HEADER_NAMES: Final = (
+    "host",
+    "content-type",
+    signing.HEADER_DATE.lower(),
+    signing.HEADER_PROJECT_ID.lower(),
+)
 
 
 class StaticTokenAuth(httpx.Auth):
@@ -54,8 +58,10 @@ class IamCredentials:
     project_id: str
 
     def __repr__(self) -> str:
-        return (f"IamCredentials(username={self.username!r}, password=<redacted>, "
-                f"domain={self.domain!r}, project_id={self.project_id!r})")
+        return (
+            f"IamCredentials(username={self.username!r}, password=<redacted>, "
+            f"domain={self.domain!r}, project_id={self.project_id!r})"
+        )
 
 
 class IamTokenAuth(httpx.Auth):
@@ -91,8 +97,9 @@ class IamTokenAuth(httpx.Auth):
             "auth": {
                 "identity": {
                     "methods": ["password"],
-                    "password": {"user": {"name": c.username, "password": c.password,
-                                          "domain": {"name": c.domain}}},
+                    "password": {
+                        "user": {"name": c.username, "password": c.password, "domain": {"name": c.domain}}
+                    },
                 },
                 "scope": {"project": {"id": c.project_id}},
             }
@@ -127,9 +134,7 @@ class IamTokenAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("IamTokenAuth is for httpx.AsyncClient")
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if self._needs_token():
             async with self._lock:
                 if self._needs_token():  # another request may have refreshed it meanwhile

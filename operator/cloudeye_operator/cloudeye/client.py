@@ -330,9 +330,12 @@ class CloudEyeClient:
                 try:
                     return parse_list_page(response.content)
                 except ValidationError as exc:
-                    error = ApiError(response.status_code, None,
-                                     f"malformed list response: {exc.error_count()} problem(s)",
-                                     endpoint=Endpoint.LIST.value)
+                    error = ApiError(
+                        response.status_code,
+                        None,
+                        f"malformed list response: {exc.error_count()} problem(s)",
+                        endpoint=Endpoint.LIST.value,
+                    )
                     raise _Retryable(error) from None
 
             page = await self._with_retries(Endpoint.LIST, attempt)
@@ -394,8 +397,9 @@ class CloudEyeClient:
         raise error
 
     async def _with_retries(self, endpoint: Endpoint, attempt: Callable[[], Awaitable[T]]) -> T:
-        backoff = wait_random_exponential(multiplier=self.settings.backoff_initial,
-                                          max=self.settings.backoff_max)
+        backoff = wait_random_exponential(
+            multiplier=self.settings.backoff_initial, max=self.settings.backoff_max
+        )
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None

@@ -40,9 +40,7 @@ class RequestValidationError(CloudEyeError, ValueError):
 
 class UnsupportedRegionError(RequestValidationError):
     def __init__(self, region: str, name: str) -> None:
-        super().__init__(
-            "region", f"the Cloud Eye agent-invocation API is not offered in {region} ({name})"
-        )
+        super().__init__("region", f"the Cloud Eye agent-invocation API is not offered in {region} ({name})")
         self.region = region
 
 

@@ -149,9 +149,7 @@ class BatchCreateRequest(_Strict):
     """Body of POST /v3/{project_id}/agent-invocations/batch-create (one call: at most 100 ids)."""
 
     invocation_type: InvocationType
-    instance_ids: list[InstanceId] | None = Field(
-        default=None, min_length=1, max_length=MAX_IDS_PER_CREATE
-    )
+    instance_ids: list[InstanceId] | None = Field(default=None, min_length=1, max_length=MAX_IDS_PER_CREATE)
     invocation_ids: list[InvocationId] | None = Field(
         default=None, min_length=1, max_length=MAX_IDS_PER_CREATE
     )
@@ -164,8 +162,11 @@ class BatchCreateRequest(_Strict):
     @model_validator(mode="after")
     def _ids_match_type(self) -> BatchCreateRequest:
         kind = self.invocation_type
-        wanted, other = ("instance_ids", "invocation_ids") if kind.targets_instances else (
-            "invocation_ids", "instance_ids")
+        wanted, other = (
+            ("instance_ids", "invocation_ids")
+            if kind.targets_instances
+            else ("invocation_ids", "instance_ids")
+        )
         if not getattr(self, wanted):
             raise ValueError(f"{wanted} is required when invocation_type is {kind}")
         if getattr(self, other):

@@ -106,7 +106,13 @@ def authenticate(
     if authorization is None:
         raise _unauthorized(f"authentication required: send {HEADER_TOKEN} or an AK/SK signature")
     return _verify_signature(
-        credentials, authorization, method=method, path=path, query=query, headers=headers, body=body,
+        credentials,
+        authorization,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
         wall_now=time.time() if wall_now is None else wall_now,
     )
 
@@ -137,8 +143,13 @@ def _verify_signature(
             f"{signing.HEADER_DATE} is more than {signing.MAX_CLOCK_SKEW_SECONDS} s away from the server time"
         )
     valid = signing.verify(
-        secret_key=credentials.secret_key, parsed=parsed, method=method, path=path,
-        query=query, headers=headers, body=body,
+        secret_key=credentials.secret_key,
+        parsed=parsed,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
     )
     if not valid:
         raise _unauthorized("the request signature does not match")

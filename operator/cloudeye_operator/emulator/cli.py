@@ -33,29 +33,61 @@ def _ready(running: RunningEmulator) -> None:
 
 @click.command("emulator")
 @click.option("--host", default=defaults.DEFAULT_HOST, show_default=True, envvar=_env("HOST"))
-@click.option("--port", default=defaults.DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
-              envvar=_env("PORT"), help="0 picks a free port (the ready line tells which).")
-@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar=_env("SCENARIO"),
-              help="Scenario file (YAML or JSON). Default: the built-in demo fleet (scenarios/demo.yaml).")
-@click.option("--project-id", default=defaults.DEFAULT_PROJECT_ID, show_default=True,
-              envvar=_env("PROJECT_ID"))
-@click.option("--project-name", default=defaults.DEFAULT_PROJECT_NAME, show_default=True,
-              envvar=_env("PROJECT_NAME"), help="Project name accepted in IAM token scopes.")
-@click.option("--token", default=defaults.DEFAULT_TOKEN, envvar=_env("TOKEN"),
-              help="Static X-Auth-Token accepted for the project.")
-@click.option("--access-key", default=defaults.DEFAULT_ACCESS_KEY, show_default=True,
-              envvar=_env("ACCESS_KEY"))
+@click.option(
+    "--port",
+    default=defaults.DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar=_env("PORT"),
+    help="0 picks a free port (the ready line tells which).",
+)
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar=_env("SCENARIO"),
+    help="Scenario file (YAML or JSON). Default: the built-in demo fleet (scenarios/demo.yaml).",
+)
+@click.option(
+    "--project-id", default=defaults.DEFAULT_PROJECT_ID, show_default=True, envvar=_env("PROJECT_ID")
+)
+@click.option(
+    "--project-name",
+    default=defaults.DEFAULT_PROJECT_NAME,
+    show_default=True,
+    envvar=_env("PROJECT_NAME"),
+    help="Project name accepted in IAM token scopes.",
+)
+@click.option(
+    "--token",
+    default=defaults.DEFAULT_TOKEN,
+    envvar=_env("TOKEN"),
+    help="Static X-Auth-Token accepted for the project.",
+)
+@click.option(
+    "--access-key", default=defaults.DEFAULT_ACCESS_KEY, show_default=True, envvar=_env("ACCESS_KEY")
+)
 @click.option("--secret-key", default=defaults.DEFAULT_SECRET_KEY, envvar=_env("SECRET_KEY"))
 @click.option("--iam-user", default=defaults.DEFAULT_IAM_USER, show_default=True, envvar=_env("IAM_USER"))
 @click.option("--iam-password", default=defaults.DEFAULT_IAM_PASSWORD, envvar=_env("IAM_PASSWORD"))
-@click.option("--iam-domain", default=defaults.DEFAULT_IAM_DOMAIN, show_default=True,
-              envvar=_env("IAM_DOMAIN"))
-@click.option("--time-scale", default=defaults.DEFAULT_TIME_SCALE, show_default=True,
-              type=click.FloatRange(min=0.0), envvar=_env("TIME_SCALE"),
-              help="Speed of the emulator clock: 1 real time, 10 ten times faster, 0 frozen.")
-@click.option("--log-level", default="WARNING", show_default=True, envvar=_env("LOG_LEVEL"),
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--iam-domain", default=defaults.DEFAULT_IAM_DOMAIN, show_default=True, envvar=_env("IAM_DOMAIN")
+)
+@click.option(
+    "--time-scale",
+    default=defaults.DEFAULT_TIME_SCALE,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    envvar=_env("TIME_SCALE"),
+    help="Speed of the emulator clock: 1 real time, 10 ten times faster, 0 frozen.",
+)
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    envvar=_env("LOG_LEVEL"),
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 def emulator_command(
     host: str,
     port: int,

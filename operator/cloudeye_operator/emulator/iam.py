@@ -76,9 +76,10 @@ def issue_token(
         if project is not None:
             if not isinstance(project, dict) or not ({"id", "name"} & set(project)):
                 raise _bad("auth.scope.project")
-            if project.get("id", credentials.project_id) != credentials.project_id or project.get(
-                "name", credentials.project_name
-            ) != credentials.project_name:
+            if (
+                project.get("id", credentials.project_id) != credentials.project_id
+                or project.get("name", credentials.project_name) != credentials.project_name
+            ):
                 raise IamProblem(401, "The project in the scope does not exist or is not accessible.")
             project_id = credentials.project_id
     token, issued = tokens.issue(project_id, now, ttl)

@@ -62,7 +62,7 @@ class RunningEmulator:
         self.emulator.set_faults(faults if isinstance(faults, Faults) else Faults.model_validate(faults))
 
     def set_response_shape(self, shape: ResponseShape) -> None:
-        """"object" ({"invocations": [...]}, the default) or "array" (the page example's bare array)."""
+        """ "object" ({"invocations": [...]}, the default) or "array" (the page example's bare array)."""
         self.emulator.response_shape = shape
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -195,8 +195,10 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def demo_scenario_text() -> str:
-    return resources.files("cloudeye_operator.emulator").joinpath("scenarios", DEMO_SCENARIO).read_text(
-        encoding="utf-8"
+    return (
+        resources.files("cloudeye_operator.emulator")
+        .joinpath("scenarios", DEMO_SCENARIO)
+        .read_text(encoding="utf-8")
     )
 
 

@@ -91,7 +91,8 @@ async def _serve(request: web.Request, endpoint: Endpoint, work: Work) -> web.St
         if response.status < 300 and plan.after == "hostile" and plan.hostile is not None:
             emulator.stats.record(endpoint, f"hostile_{plan.hostile}")
             response = web.Response(
-                status=response.status, body=_hostile_body(response, plan.hostile),
+                status=response.status,
+                body=_hostile_body(response, plan.hostile),
                 content_type="application/json",
             )
     emulator.stats.record(endpoint, response.status)
@@ -110,8 +111,16 @@ def _hostile_body(response: web.Response, kind: HostileKind) -> bytes:
     items = payload.get("invocations") if isinstance(payload, dict) else payload
     items = items if isinstance(items, list) else []
     if kind == "wrong_types":
-        wrong = [{"instance_id": 12345, "invocation_id": ["not", "a", "string"], "ret_status": 7,
-                  "invocation_status": {"nested": True}, "create_time": "yesterday"} for _ in items[:3]]
+        wrong = [
+            {
+                "instance_id": 12345,
+                "invocation_id": ["not", "a", "string"],
+                "ret_status": 7,
+                "invocation_status": {"nested": True},
+                "create_time": "yesterday",
+            }
+            for _ in items[:3]
+        ]
         return json.dumps({"invocations": "not-a-list", "count": "many", "items": wrong}).encode()
     if kind == "huge":
         padding = "x" * HOSTILE_PADDING_BYTES
@@ -163,7 +172,10 @@ async def _list(request: web.Request, emulator: Emulator) -> web.Response:
 async def _iam_tokens(request: web.Request, emulator: Emulator) -> web.Response:
     try:
         token, body = issue_token(
-            await request.read(), emulator.credentials, emulator.tokens, emulator.now(),
+            await request.read(),
+            emulator.credentials,
+            emulator.tokens,
+            emulator.now(),
             emulator.scenario.token_ttl_seconds,
         )
     except IamProblem as problem:

@@ -290,8 +290,14 @@ class EmulatorState:
             return _refused("unfinished", server.id)
         current = self.server_version(server.id, now)
         task = self._add(
-            server, InvocationType.RETRY, parent.root_type, parent.attempt + 1, current,
-            parent.target_version, self._draw(server), now,
+            server,
+            InvocationType.RETRY,
+            parent.root_type,
+            parent.attempt + 1,
+            current,
+            parent.target_version,
+            self._draw(server),
+            now,
         )
         task.retry_of = parent.invocation_id
         return _created(task)
@@ -311,8 +317,14 @@ class EmulatorState:
             return _refused("unfinished", server.id)
         current = self.server_version(server.id, now)
         task = self._add(
-            server, InvocationType.ROLLBACK, InvocationType.ROLLBACK, 1, current,
-            parent.current_version, Outcome.SUCCEEDED, now,
+            server,
+            InvocationType.ROLLBACK,
+            InvocationType.ROLLBACK,
+            1,
+            current,
+            parent.current_version,
+            Outcome.SUCCEEDED,
+            now,
         )
         task.rollback_of = parent.invocation_id
         parent.rolled_back_by = task.invocation_id

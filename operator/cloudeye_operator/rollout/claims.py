@@ -56,7 +56,8 @@ def claimed_elsewhere(
     blocked: dict[str, str] = {}
     for iid in instance_ids:
         winners = sorted(
-            (c.created, c.owner) for c in claims.get(iid, ())
+            (c.created, c.owner)
+            for c in claims.get(iid, ())
             if c.owner != owner and (c.live or (c.created, c.owner) < me)
         )
         if winners:

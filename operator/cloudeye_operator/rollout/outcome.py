@@ -162,6 +162,13 @@ def observe_failed(status: RolloutStatus, message: str, generation: int, now: da
     """The status while Cloud Eye cannot be listed (after the client's own retries): Reconciling says
     so, naming the cloud's error, until a cycle observes again. Nothing else changes: no instance
     state is guessed, and the next successful plan rewrites the condition."""
-    conditions = set_condition(status.conditions, RECONCILING, True, R_API_UNAVAILABLE,
-                               f"cannot list Cloud Eye tasks: {message}", generation, now)
+    conditions = set_condition(
+        status.conditions,
+        RECONCILING,
+        True,
+        R_API_UNAVAILABLE,
+        f"cannot list Cloud Eye tasks: {message}",
+        generation,
+        now,
+    )
     return status.model_copy(update={"conditions": conditions})

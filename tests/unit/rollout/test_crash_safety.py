@@ -265,8 +265,15 @@ def test_a_lost_retry_never_adopts_an_earlier_retry_of_its_chain() -> None:
     ]
     status = make_status(
         spec,
-        {I[0]: {"state": "RETRY_WAIT", "invocationId": "r2", "attempts": 3, "failure": "FAILED",
-                "retryAt": at(29)}},
+        {
+            I[0]: {
+                "state": "RETRY_WAIT",
+                "invocationId": "r2",
+                "attempts": 3,
+                "failure": "FAILED",
+                "retryAt": at(29),
+            }
+        },
     )
     p = plan(spec, 1, status, observe(*chain, listed=[I[0]]), at(30))
     assert shape(p) == [("retry", ("r2",))]

@@ -84,8 +84,10 @@ def test_patch_between_models_equals_the_dict_patch() -> None:
 def test_a_change_the_wire_form_leaves_out_is_no_patch() -> None:
     # A RUNNING task's message repeats its state: the planner may rewrite it, nothing is written.
     spec = make_spec(ids(2))
-    old = make_status(spec, {ids(2)[0]: {"state": "RUNNING", "invocationId": "t0", "attempts": 1,
-                                         "message": "task t0 PENDING"}})
+    old = make_status(
+        spec,
+        {ids(2)[0]: {"state": "RUNNING", "invocationId": "t0", "attempts": 1, "message": "task t0 PENDING"}},
+    )
     rewritten = old.instances[ids(2)[0]].evolve({"message": "task t0 RUNNING"})
     new = old.evolve({"instances": {**old.instances, ids(2)[0]: rewritten}})
     assert status_patch_between(old, new) is None

@@ -163,10 +163,14 @@ EVERYTHING = {
         ({"state": InstanceState.PENDING}, {"state": "PENDING", "invocationId": TASK, "attempts": 1}),
         ({"state": InstanceState.CREATING, "invocation_id": None, "attempts": 0}, {"state": "CREATING"}),
         # Not started: the state, and a message when there is one to read.
-        ({"state": InstanceState.WAITING, "invocation_id": None, "attempts": 0, "message": None},
-         {"state": "WAITING"}),
-        ({"state": InstanceState.BLOCKED, "invocation_id": None, "attempts": 0, "message": "rollout b"},
-         {"state": "BLOCKED", "message": "rollout b"}),
+        (
+            {"state": InstanceState.WAITING, "invocation_id": None, "attempts": 0, "message": None},
+            {"state": "WAITING"},
+        ),
+        (
+            {"state": InstanceState.BLOCKED, "invocation_id": None, "attempts": 0, "message": "rollout b"},
+            {"state": "BLOCKED", "message": "rollout b"},
+        ),
         # What explains a failure, a retry or a skip is all kept.
         ({"state": InstanceState.GAVE_UP}, {"state": "GAVE_UP", **EVERYTHING}),
         (
@@ -174,13 +178,20 @@ EVERYTHING = {
             {"state": "RETRY_WAIT", **EVERYTHING, "retryAt": "2025-03-01T12:00:00Z", "failure": "TIMEOUT"},
         ),
         ({"state": InstanceState.FAILED}, {"state": "FAILED", **EVERYTHING}),
-        ({"state": InstanceState.SKIPPED, "message": "nothing"}, {"state": "SKIPPED", **EVERYTHING,
-                                                                    "message": "nothing"}),
+        (
+            {"state": InstanceState.SKIPPED, "message": "nothing"},
+            {"state": "SKIPPED", **EVERYTHING, "message": "nothing"},
+        ),
         # The action only when it is not the revision's (a rollback on failure in an UPDATE rollout).
         (
             {"state": InstanceState.ROLLING_BACK, "action": InvocationType.ROLLBACK, "rollback_of": "u1"},
-            {"state": "ROLLING_BACK", "action": "ROLLBACK", "invocationId": TASK, "attempts": 1,
-             "rollbackOf": "u1"},
+            {
+                "state": "ROLLING_BACK",
+                "action": "ROLLBACK",
+                "invocationId": TASK,
+                "attempts": 1,
+                "rollbackOf": "u1",
+            },
         ),
     ],
 )
@@ -201,7 +212,9 @@ def test_the_wire_form_loads_back_with_the_revisions_action() -> None:
     )
     loaded = RolloutStatus.from_dict(status.to_dict())
     assert {i: r.action for i, r in loaded.instances.items()} == {
-        "a": InvocationType.UPDATE, "b": InvocationType.UPDATE, "c": InvocationType.UPDATE,
+        "a": InvocationType.UPDATE,
+        "b": InvocationType.UPDATE,
+        "c": InvocationType.UPDATE,
         "d": InvocationType.ROLLBACK,
     }
     assert loaded.instances["c"] == status.instances["c"]  # a failure loses nothing
@@ -211,8 +224,11 @@ def test_the_wire_form_loads_back_with_the_revisions_action() -> None:
 
 
 def test_a_status_in_the_older_full_form_still_loads() -> None:
-    old = {"revision": 1, "revisionKey": "UPDATE||", "instances": {"a": {"state": "SUCCEEDED", **EVERYTHING,
-                                                                            "action": "UPDATE"}}}
+    old = {
+        "revision": 1,
+        "revisionKey": "UPDATE||",
+        "instances": {"a": {"state": "SUCCEEDED", **EVERYTHING, "action": "UPDATE"}},
+    }
     loaded = RolloutStatus.from_dict(old)
     assert loaded.instances["a"].invocation_id == TASK
     assert loaded.to_dict()["instances"] == {"a": {"state": "SUCCEEDED"}}
