@@ -73,10 +73,7 @@ from cloudeye_operator.cloudeye.client import ClientSettings, CloudEyeClient, En
 from cloudeye_operator.cloudeye.models import (
     BatchCreateInvocationInfo,
     BatchCreateRequest,
-    InvocationTarget,
     InvocationType,
-    Origin,
-    VersionType,
 )
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, to_auth
@@ -605,30 +602,12 @@ class SimClient(CloudEyeClient):
         super().__init__(settings, auth, sleep=_no_sleep)
         self._sim = sim
 
-    async def batch_create(
-        self,
-        invocation_type: InvocationType,
-        *,
-        instance_ids: Sequence[str] | None = None,
-        invocation_ids: Sequence[str] | None = None,
-        version_type: VersionType | None = None,
-        version: str | None = None,
-        origin: Origin | None = None,
-        invocation_target: InvocationTarget = InvocationTarget.TELESCOPE,
-    ) -> list[BatchCreateInvocationInfo]:
+    async def batch_create(self, *args: Any, **kwargs: Any) -> list[BatchCreateInvocationInfo]:
         crash = self._sim.on_call()
         if crash == "call-unapplied":
             raise Crash
         try:
-            results = await super().batch_create(
-                invocation_type,
-                instance_ids=instance_ids,
-                invocation_ids=invocation_ids,
-                version_type=version_type,
-                version=version,
-                origin=origin,
-                invocation_target=invocation_target,
-            )
+            results = await super().batch_create(*args, **kwargs)
         except Exception:
             if crash == "call-applied":
                 raise Crash from None
@@ -1230,26 +1209,19 @@ class Checker:
     # --- I1 ------------------------------------------------------------------------------------------
 
     def _no_duplicate_work(self) -> None:
-        retries: dict[str, list[str]] = {}
-        rollbacks: dict[str, list[str]] = {}
+        # RETRY -> retry_of, ROLLBACK -> rollback_of: one task may be acted on once of each kind.
+        made: dict[tuple[str, str], list[str]] = {}
         for t in self.tasks:
-            if t["invocation_type"] == "RETRY" and t["retry_of"]:
-                retries.setdefault(t["retry_of"], []).append(t["invocation_id"])
-            if t["invocation_type"] == "ROLLBACK" and t["rollback_of"]:
-                rollbacks.setdefault(t["rollback_of"], []).append(t["invocation_id"])
-        for source, made in retries.items():
-            if len(made) > 1:
+            kind = t["invocation_type"]
+            source = t["retry_of"] if kind == "RETRY" else t["rollback_of"] if kind == "ROLLBACK" else None
+            if source:
+                made.setdefault((kind, source), []).append(t["invocation_id"])
+        for (kind, source), ids in made.items():
+            if len(ids) > 1:
                 iid = self.by_id[source]["instance_id"]
                 raise Violation(
-                    "I1-duplicate-retry",
-                    f"{len(made)} RETRY tasks of task {source} on {iid}: {made}; {self._history(iid)}",
-                )
-        for source, made in rollbacks.items():
-            if len(made) > 1:
-                iid = self.by_id[source]["instance_id"]
-                raise Violation(
-                    "I1-duplicate-rollback",
-                    f"{len(made)} ROLLBACK tasks of task {source}: {made}; {self._history(iid)}",
+                    f"I1-duplicate-{kind.lower()}",
+                    f"{len(ids)} {kind} tasks of task {source} on {iid}: {ids}; {self._history(iid)}",
                 )
         last: dict[tuple[Any, ...], Request] = {}
         refused: set[tuple[Any, ...]] = set()
