@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest_controlplane import REPO
+from tests.e2e.conftest_controlplane import REPO, built_kubectl
 
 IMAGE = "cloudeye-operator:test"
 PLUGIN = REPO / "deploy" / "kubectl-plugin" / "kubectl-cloudeye"
@@ -75,9 +75,14 @@ def test_kubectl_plugin_runs_the_cli(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "--watch" in out.stdout
-    if shutil.which("kubectl") is not None:  # kubectl finds it as a plugin on PATH
-        env["PATH"] = f"{PLUGIN.parent}{os.pathsep}{env['PATH']}"
-        listed = subprocess.run(
-            ["kubectl", "plugin", "list"], capture_output=True, text=True, env=env, check=False, timeout=60
-        )
-        assert "kubectl-cloudeye" in listed.stdout
+    # kubectl (the project's own) finds it as a plugin on PATH
+    env["PATH"] = f"{PLUGIN.parent}{os.pathsep}{env['PATH']}"
+    listed = subprocess.run(
+        [str(built_kubectl()), "plugin", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert "kubectl-cloudeye" in listed.stdout, listed.stdout + listed.stderr

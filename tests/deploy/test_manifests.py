@@ -18,7 +18,6 @@ kopf's liveness endpoint, ports that match the operator's settings.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
+from tests.e2e.conftest_controlplane import REPO, ControlPlane, built_kubectl
 
 DEPLOY = REPO / "deploy"
 KUSTOMIZATIONS = ["deploy", "deploy/overlays/ha", "deploy/overlays/namespaced-secrets"]
@@ -44,12 +43,14 @@ K8S_VERSION = "1.30.0"  # the oldest Kubernetes we claim: CEL in CRDs, restricte
 SERVED_KINDS = {"CustomResourceDefinition", "AgentRollout", "ClusterKopfPeering", "KopfPeering", "Namespace"}
 FOREIGN_KINDS = {"Application", "GitRepository", "Kustomization"}
 
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-
 
 def kustomize(path: str) -> list[dict[str, Any]]:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(REPO / path)], capture_output=True, text=True, check=False, timeout=60
+        [str(built_kubectl()), "kustomize", str(REPO / path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert out.returncode == 0, f"kubectl kustomize {path} failed:\n{out.stderr}"
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
@@ -74,7 +75,6 @@ def by_kind(objects: list[dict[str, Any]], kind: str, name: str | None = None) -
     return found[0]
 
 
-@needs_kubectl
 def test_kustomizations_render_what_the_issue_asks() -> None:
     base = kustomize("deploy")
     kinds = sorted({o["kind"] for o in base})
@@ -111,7 +111,6 @@ def test_the_base_ships_the_crd_of_crds_unchanged() -> None:
     )
 
 
-@needs_kubectl
 def test_every_builtin_object_is_valid_against_the_kubernetes_schemas() -> None:
     checked = 0
     for where, obj in all_objects():
@@ -154,7 +153,6 @@ def test_gitops_manifests_of_other_projects_say_what_we_rely_on() -> None:
 # --- what the manifests must say --------------------------------------------------------------
 
 
-@needs_kubectl
 def test_the_pod_is_hardened_and_probed_on_kopfs_liveness_endpoint() -> None:
     deployment = by_kind(kustomize("deploy"), "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -179,7 +177,6 @@ def test_the_pod_is_hardened_and_probed_on_kopfs_liveness_endpoint() -> None:
     assert env["CLOUDEYE_STANDALONE"] == "true"
 
 
-@needs_kubectl
 def test_the_ha_overlay_runs_peers_with_distinct_priorities() -> None:
     objects = kustomize("deploy/overlays/ha")
     container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
@@ -200,7 +197,6 @@ def rules(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return granted
 
 
-@needs_kubectl
 def test_rbac_grants_only_what_the_operator_uses() -> None:
     granted = rules(kustomize("deploy"))
     assert not [g for g in granted if "*" in g], "no wildcards"
@@ -238,7 +234,6 @@ def test_rbac_grants_only_what_the_operator_uses() -> None:
 # --- the real API server ----------------------------------------------------------------------
 
 
-@needs_kubectl
 def test_served_kinds_are_applied_to_the_real_api_server(control_plane: ControlPlane) -> None:
     cp = control_plane
     objects: dict[str, dict[str, Any]] = {}
@@ -269,7 +264,6 @@ def test_served_kinds_are_applied_to_the_real_api_server(control_plane: ControlP
         assert "(server dry run)" in out.stdout
 
 
-@needs_kubectl
 def test_the_api_server_rejects_a_bad_rollout_on_dry_run(control_plane: ControlPlane) -> None:
     """The dry runs above are real validation: a bad object is refused the same way."""
     control_plane.kubectl("apply", "-f", str(REPO / "crds"))

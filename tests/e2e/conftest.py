@@ -1,6 +1,6 @@
 """End-to-end fixtures: the real control plane, the real emulator and the real operator, as processes.
 
-Nothing here is a fake: kubectl talks to apiextensions-apiserver, the operator is `cloudeye-operator
+Nothing here is a fake: kubectl talks to kube-apiserver, the operator is `cloudeye-operator
 run` (kopf), the cloud is `cloudeye-operator emulator` over HTTP on 127.0.0.1.
 """
 
@@ -106,7 +106,7 @@ class Operator:
                 "CLOUDEYE_ENDPOINT": self.emulator.url,
                 "CLOUDEYE_PROJECT_ID": PROJECT,
                 "CLOUDEYE_REGION": "cn-north-4",
-                "CLOUDEYE_POST_EVENTS": "false",  # this control plane serves no Events
+                "CLOUDEYE_POST_EVENTS": "true",  # kube-apiserver stores them: `kubectl describe ar`
                 "PYTHONUNBUFFERED": "1",
             }
         )

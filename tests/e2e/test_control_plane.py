@@ -1,7 +1,7 @@
-"""The local control plane (scripts/control-plane) behaves like a Kubernetes API for CRDs.
+"""The local control plane (scripts/control-plane) is a real Kubernetes API server.
 
 Everything goes through the real kubectl (and a real kopf operator), against the session's
-etcd + apiextensions-apiserver from the ``control_plane`` fixture (conftest_controlplane.py).
+etcd + kube-apiserver from the ``control_plane`` fixture (conftest_controlplane.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
+from tests.e2e.conftest import wait_for
+from tests.e2e.conftest_controlplane import KUBECTL, REPO, ControlPlane
+
+SCRIPT_DIR = REPO / "scripts" / "control-plane.d"
 
 GROUP = "cptest.cloudeye.dev"
 CRD_NAME = f"widgets.{GROUP}"
@@ -106,22 +109,81 @@ def cp(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
-def test_discovery_lists_core_v1_namespaces(control_plane: ControlPlane) -> None:
-    api = json.loads(control_plane.kubectl("get", "--raw", "/api").stdout)
-    assert api["versions"] == ["v1"]
+def test_the_server_is_kube_apiserver_of_the_pinned_release(control_plane: ControlPlane) -> None:
     v1 = json.loads(control_plane.kubectl("get", "--raw", "/api/v1").stdout)
-    assert [r["name"] for r in v1["resources"]] == ["namespaces"]
-    names = control_plane.kubectl("get", "namespaces", "-o", "name").stdout.split()
-    assert "namespace/default" in names
-    # namespaces are in memory only, but kubectl create/get/delete work
-    control_plane.kubectl("create", "namespace", "e2e-scratch")
-    assert control_plane.kubectl("get", "namespace", "e2e-scratch", "-o", "name").stdout.strip() == (
-        "namespace/e2e-scratch"
-    )
-    control_plane.kubectl("delete", "namespace", "e2e-scratch", "--timeout=30s")
-    assert control_plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    core = {r["name"] for r in v1["resources"]}
+    assert {"secrets", "configmaps", "events", "serviceaccounts", "pods", "namespaces"} <= core
+    groups = json.loads(control_plane.kubectl("get", "--raw", "/apis").stdout)
+    names = {g["name"] for g in groups["groups"]}
+    assert {"rbac.authorization.k8s.io", "apps", "coordination.k8s.io", "apiextensions.k8s.io"} <= names
     version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)
-    assert version["serverVersion"]["major"] == "1"
+    pinned = next(
+        line.split()[2]
+        for line in (SCRIPT_DIR / "kube" / "go.mod").read_text().splitlines()
+        if line.startswith("require k8s.io/kubernetes ")
+    )
+    assert version["serverVersion"]["gitVersion"] == pinned
+    assert version["clientVersion"]["gitVersion"] == pinned  # the project's own kubectl, same release
+    assert control_plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+
+
+def _as_token(cp: ControlPlane, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl with a bearer token instead of the admin certificate."""
+    server = cp.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
+    ca = cp.state_dir / "certs" / "ca.crt"
+    return subprocess.run(
+        [str(KUBECTL), f"--server={server}", f"--certificate-authority={ca}", f"--token={token}", *args],
+        env={**cp.env, "KUBECONFIG": "/dev/null"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_service_account_tokens_and_rbac_are_enforced(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    cp.kubectl("create", "namespace", "rbac-check")
+    cp.kubectl("-n", "rbac-check", "create", "serviceaccount", "reader")
+    token = cp.kubectl("-n", "rbac-check", "create", "token", "reader").stdout.strip()
+    refused = _as_token(cp, token, "-n", "rbac-check", "get", "configmaps")
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr
+    assert "system:serviceaccount:rbac-check:reader" in refused.stderr
+    cp.kubectl("-n", "rbac-check", "create", "role", "cm", "--verb=list", "--resource=configmaps")
+    cp.kubectl(
+        "-n", "rbac-check", "create", "rolebinding", "cm", "--role=cm", "--serviceaccount=rbac-check:reader"
+    )
+    wait_for(
+        lambda: _as_token(cp, token, "-n", "rbac-check", "get", "configmaps").returncode == 0,
+        30,
+        "the RoleBinding to take effect",
+    )
+
+
+def test_pod_security_admission_enforces_restricted(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    cp.kubectl("create", "namespace", "pss-check")
+    cp.kubectl("label", "namespace", "pss-check", "pod-security.kubernetes.io/enforce=restricted")
+    cp.kubectl("-n", "pss-check", "create", "serviceaccount", "default")  # no controller makes it here
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]},
+    }
+    refused = cp.kubectl("-n", "pss-check", "apply", "-f", "-", stdin=json.dumps(pod), check=False)
+    assert refused.returncode != 0
+    assert 'violates PodSecurity "restricted' in refused.stderr
+
+
+def test_a_deleted_namespace_is_never_finalized(control_plane: ControlPlane) -> None:
+    """What the README says of this server: no namespace controller, so deletion stops at Terminating."""
+    cp = control_plane
+    cp.kubectl("create", "namespace", "ns-left")
+    cp.kubectl("delete", "namespace", "ns-left", "--wait=false")
+    phase = cp.kubectl("get", "namespace", "ns-left", "-o", "jsonpath={.status.phase}").stdout
+    assert phase == "Terminating"
 
 
 def test_api_resources_shows_crd(cp: ControlPlane) -> None:
@@ -215,7 +277,7 @@ def _wait_line(lines: queue.Queue[str], want: str, deadline: float) -> list[str]
 def test_watch_sees_a_change(cp: ControlPlane) -> None:
     cp.kubectl("apply", "-f", "-", stdin=widget("watched", {"size": 1}))
     watch = subprocess.Popen(
-        ["kubectl", "get", "widget", "watched", "--watch", "-o", 'jsonpath={.spec.size}{"\\n"}'],
+        [str(KUBECTL), "get", "widget", "watched", "--watch", "-o", 'jsonpath={.spec.size}{"\\n"}'],
         env=cp.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
