@@ -128,7 +128,7 @@ def _restarted_mid_rollout(
     figures.record(
         "kubernetes",
         "API server restarted mid-rollout (30 servers, 10 in flight)",
-        "SIGKILL to apiextensions-apiserver after the first wave, same command started again (etcd kept)",
+        "SIGKILL to kube-apiserver after the first wave, same command started again (etcd kept)",
         "the operator kept running, watches reconnected, Ready with no duplicate task",
         **counts,
     )
