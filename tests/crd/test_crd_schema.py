@@ -351,6 +351,7 @@ DEFAULTS = {
     "spec.strategy.progressDeadlineSeconds": 3600,
     "spec.strategy.rollbackOnFailure": False,
     "spec.paused": False,
+    "status": {"observedGeneration": 0},  # not yet observed, for kstatus (see the CRD comment)
 }
 
 
