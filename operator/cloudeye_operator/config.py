@@ -8,11 +8,19 @@ in a cluster, from files in CLOUDEYE_CREDENTIALS_DIR named like the Secret keys 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloudeye_operator.credentials import Credentials, from_mapping
+
+PEERING_LIFETIME_DEFAULT: Final = 60
+"""kopf's own default: a standby takes over 5 to 60 s after the active replica dies."""
+PEERING_LIFETIME_MIN: Final = 10
+"""Lower saves at most 4 s of worst-case takeover (the best case is ~5 s whatever the lifetime) and
+sends a keep-alive every second from every replica."""
+PEERING_LIFETIME_MAX: Final = 3600
 
 
 class OperatorSettings(BaseSettings):
@@ -39,6 +47,13 @@ class OperatorSettings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0)
     post_events: bool = True
     min_poll_seconds: float = Field(default=1.0, ge=0.1, description="floor under pollIntervalSeconds")
+    peering_lifetime: int = Field(
+        default=PEERING_LIFETIME_DEFAULT,
+        ge=PEERING_LIFETIME_MIN,
+        le=PEERING_LIFETIME_MAX,
+        description="with --peering: seconds a replica's keep-alive stays valid; a standby takes over at "
+        "most this long after the active replica dies (see peering.py)",
+    )
 
     def default_credentials(self) -> Credentials | None:
         """Operator-wide credentials, or None when none are configured."""

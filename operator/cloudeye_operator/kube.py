@@ -88,3 +88,55 @@ async def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None
             raise KubeError(f"patching status of {namespace}/{name}", None, type(exc).__name__) from None
 
     await asyncio.to_thread(send)
+
+
+PEERING_GROUP: Final = "kopf.dev"
+PEERING_VERSION: Final = "v1"
+
+
+def ensure_peering_object(name: str, namespaces: tuple[str, ...] | None) -> list[str]:
+    """Create kopf's peering object if it is missing; return the ones created.
+
+    kopf only patches its keep-alive into an existing object: were it missing, every replica would
+    see no peer and all would work at once. The operator makes it rather than the manifests, because
+    one `kubectl apply -k` cannot create a custom resource whose CRD it creates in the same call.
+    `namespaces` None: cluster-wide (ClusterKopfPeering); else a KopfPeering in each exact name.
+    """
+    api = kubernetes.client.CustomObjectsApi(api_client())
+    created: list[str] = []
+    body: dict[str, Any] = {"apiVersion": f"{PEERING_GROUP}/{PEERING_VERSION}", "metadata": {"name": name}}
+    targets: list[str | None] = [None] if namespaces is None else [n for n in namespaces if _exact(n)]
+    for namespace in targets:
+        what = f"ClusterKopfPeering {name}" if namespace is None else f"KopfPeering {namespace}/{name}"
+        try:
+            if namespace is None:
+                api.create_cluster_custom_object(
+                    PEERING_GROUP,
+                    PEERING_VERSION,
+                    "clusterkopfpeerings",
+                    {**body, "kind": "ClusterKopfPeering"},
+                )
+            else:
+                api.create_namespaced_custom_object(
+                    PEERING_GROUP, PEERING_VERSION, namespace, "kopfpeerings", {**body, "kind": "KopfPeering"}
+                )
+            created.append(what)
+        except ApiException as exc:
+            if exc.status == 409:  # another replica, or the manifests, made it
+                continue
+            if exc.status == 404:
+                raise KubeError(
+                    f"creating {what} (are kopf's peering CRDs installed? they are in "
+                    "deploy/overlays/ha/peering-crds.yaml)",
+                    exc.status,
+                    exc.reason,
+                ) from None
+            raise KubeError(f"creating {what}", exc.status, exc.reason) from None
+        except _UNREACHABLE as exc:
+            raise KubeError(f"creating {what}", None, type(exc).__name__) from None
+    return created
+
+
+def _exact(namespace: str) -> bool:
+    """A namespace name, not one of kopf's glob patterns (those are skipped: kopf makes none either)."""
+    return not any(ch in namespace for ch in "*?[]!")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import zlib
 
 import click
 import kopf
+import pydantic
 
-from cloudeye_operator import logging_setup, metrics
+from cloudeye_operator import kube, logging_setup, metrics, peering
+from cloudeye_operator.config import OperatorSettings
 
 AUTO_PRIORITY_RANGE = 1_000_000
 
@@ -82,7 +85,8 @@ def auto_priority(pod_name: str | None = None) -> int:
     callback=parse_priority,
     envvar="CLOUDEYE_PRIORITY",
     help="Peering priority: the highest-priority replica is active, others stand by. "
-    "'auto': a distinct number per pod, from its name.",
+    "'auto': a distinct number per pod, from its name. A standby takes over at most "
+    "CLOUDEYE_PEERING_LIFETIME seconds (default 60) after the active replica dies.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("-d", "--debug", is_flag=True, help="Log everything, including each Cloud Eye request.")
@@ -115,10 +119,24 @@ def run_command(
     """
     import cloudeye_operator.handlers  # noqa: F401 - registers the handlers with kopf
 
+    try:
+        config = OperatorSettings()
+    except pydantic.ValidationError as error:
+        raise click.UsageError(f"invalid CLOUDEYE_* setting: {error}") from None
+    # The startup handler gets this same object and adds its own settings to it.
+    settings = kopf.OperatorSettings()
+    if not standalone:
+        peering.apply_peering(settings, config)
     logging_setup.configure(log_format, debug=debug, verbose=verbose, quiet=quiet)
     metrics.register_kopf_handlers()
     metrics.serve(metrics_port)
     clusterwide = all_namespaces or not namespaces
+    if not standalone:
+        try:
+            for made in kube.ensure_peering_object(peering_name, None if clusterwide else namespaces):
+                logging.getLogger(__name__).info("created the peering object %s", made)
+        except kube.KubeError as error:
+            raise click.ClickException(str(error)) from None
     asyncio.run(
         kopf.operator(
             clusterwide=clusterwide,
@@ -128,5 +146,6 @@ def run_command(
             # Naming a peering makes kopf require its CRD: only when several replicas coordinate.
             peering_name=None if standalone else peering_name,
             priority=priority,
+            settings=settings,
         )
     )
