@@ -96,10 +96,12 @@ class Deps:
 
     def forget(self, namespace: str, name: str) -> None:
         """A rollout no longer followed (deleted, or settled): drop its parsed spec (a 10,000-server
-        one is ~1 MB) and its place in the shared listings, which would keep its servers' tasks."""
+        one is ~1 MB), its place in the shared listings, which would keep its servers' tasks, and its
+        hold on a Cloud Eye client."""
         ref = rollout_ref(namespace, name)
         self.specs.pop(ref, None)
         self.listings.forget(ref)
+        self.pool.release(ref)
 
 
 def rollout_ref(namespace: str, name: str) -> str:
@@ -205,13 +207,20 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
     except SecretNotFound as error:
         return await stall("SecretNotFound", str(error), RETRY_STALLED_SECONDS)
     except KubeError as error:
-        # 403: the operator's RBAC does not cover this Secret (see deploy/: namespaced-secrets overlay).
-        why = "SecretForbidden" if error.status == 403 else "SecretUnreadable"
-        return await stall(why, str(error), RETRY_STALLED_SECONDS)
+        if error.status == 403:
+            # The operator's RBAC does not cover this Secret: say what to grant, where. (Names only: the
+            # error carries no response body, so nothing of the Secret can reach the message.)
+            advice = (
+                f"{error}: grant the operator's ServiceAccount get on secrets in namespace "
+                f"{rollout.namespace}: a RoleBinding there to ClusterRole cloudeye-operator-secret-reader, "
+                "see deploy/overlays/namespaced-secrets"
+            )
+            return await stall("SecretForbidden", advice, RETRY_STALLED_SECONDS)
+        return await stall("SecretUnreadable", str(error), RETRY_STALLED_SECONDS)
     except CredentialsError as error:
         return await stall("InvalidCredentials", str(error), RETRY_STALLED_SECONDS)
     try:
-        client = await deps.pool.get(target, credentials)
+        client = await deps.pool.get(target, credentials, ref)
     except RequestValidationError as error:
         why = "UnsupportedRegion" if error.field == "region" else "InvalidSpec"
         return await stall(why, f"spec.cloud.{error}", None)

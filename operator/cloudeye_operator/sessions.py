@@ -1,12 +1,15 @@
 """One Cloud Eye client per (endpoint, project, credentials), shared by the rollouts that use them.
 
 Sharing keeps one rate limiter per endpoint for the whole operator (rule 3) and one IAM token per
-user. A rotated Secret has a new fingerprint, so it gets a new client without a restart.
+user. A rotated Secret has a new fingerprint, so it gets a new client without a restart. A client is
+closed when no rollout uses it any more: rollouts with different Secrets for one project run side
+by side, and one rotating its Secret never closes a client another is calling with.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import httpx
@@ -44,25 +47,56 @@ class CloudTarget:
         raise ValueError("no region to derive the IAM endpoint from")
 
 
+_Key = tuple[str | None, str | None, str, str]
+"""region, endpoint, project, credentials fingerprint"""
+
+
 class ClientPool:
     def __init__(self, settings: OperatorSettings, on_response: ResponseHook | None = None) -> None:
         self._settings = settings
         # Every client reports its answered requests to /metrics unless a caller brings its own hook.
         self._on_response = on_response if on_response is not None else metrics.on_response
-        self._clients: dict[tuple[str | None, str | None, str, str], CloudEyeClient] = {}
+        self._clients: dict[_Key, CloudEyeClient] = {}
+        self._users: dict[_Key, set[Hashable]] = {}
+        self._used_by: dict[Hashable, _Key] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
-    async def get(self, target: CloudTarget, credentials: Credentials) -> CloudEyeClient:
+    async def get(self, target: CloudTarget, credentials: Credentials, user: Hashable) -> CloudEyeClient:
+        """The client for these credentials at this target, for `user` (a rollout) from now on."""
         key = (target.region, target.endpoint, target.project_id, fingerprint(credentials))
         async with self._lock:
+            if self._used_by.get(user, key) != key:  # its Secret was rotated, or its spec.cloud changed
+                unused = self._drop_user(user)
+                if unused is not None:
+                    await unused.aclose()
             client = self._clients.get(key)
             if client is None:
-                stale = [k for k in self._clients if k[:3] == key[:3]]
-                for old in stale:  # the Secret was rotated: drop the client of the old credentials
-                    await self._clients.pop(old).aclose()
                 client = self._new_client(target, credentials)
                 self._clients[key] = client
+            self._users.setdefault(key, set()).add(user)
+            self._used_by[user] = key
             return client
+
+    def release(self, user: Hashable) -> None:
+        """`user` calls no more (deleted, or settled): close, in the background, what nobody uses."""
+        unused = self._drop_user(user)
+        if unused is not None:
+            task = asyncio.get_running_loop().create_task(unused.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def _drop_user(self, user: Hashable) -> CloudEyeClient | None:
+        """Forget `user`; return its client if nobody else uses it (the caller closes it)."""
+        key = self._used_by.pop(user, None)
+        if key is None:
+            return None
+        users = self._users.get(key, set())
+        users.discard(user)
+        if users:
+            return None
+        self._users.pop(key, None)
+        return self._clients.pop(key, None)
 
     def _new_client(self, target: CloudTarget, credentials: Credentials) -> CloudEyeClient:
         s = self._settings
@@ -82,3 +116,7 @@ class ClientPool:
             for client in self._clients.values():
                 await client.aclose()
             self._clients.clear()
+            self._users.clear()
+            self._used_by.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing)

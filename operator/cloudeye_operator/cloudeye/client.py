@@ -198,6 +198,10 @@ class CloudEyeClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
     # --- batch-create ---------------------------------------------------------------------------
 
     async def batch_create(
