@@ -1,7 +1,14 @@
 """kopf handlers: translate between Kubernetes and the reconciler. No rollout policy lives here.
 
 - A daemon per AgentRollout runs reconcile cycles while the rollout has something to do, sleeping
-  `requeue_after` between them (the planner's poll interval or retry backoff). A spec edit wakes it.
+  `requeue_after` between them (the planner's poll interval or retry backoff). A spec edit wakes it:
+  a watch-event handler sees metadata.generation move (the API server bumps it on every spec change,
+  never on a status write).
+- No handler here detects changes (no on.create/update/resume/delete, no field=): for those kopf keeps
+  a copy of the whole spec, its diff base, in an annotation, and a 10,000-server spec (~500 KiB) does
+  not fit the 256 KiB the API server allows all annotations together: every such patch was refused
+  (422 "metadata.annotations: Too long") and kopf throttled the rollout. Now kopf stores nothing on the
+  object but its finalizer; the copy an earlier version left on a smaller rollout is removed.
 - The daemon's filter stops it once the rollout is settled (observed, nothing in flight, finished):
   a finished rollout costs nothing. kopf spawns it again when the spec changes.
 - An index of which rollout claims which server lets a later rollout wait for an earlier one on the
@@ -30,6 +37,10 @@ log = logging.getLogger(__name__)
 RESOURCE: Final = (kube.GROUP, kube.VERSION, kube.PLURAL)
 IDLE_WAIT_SECONDS: Final = 3600.0
 """With nothing scheduled, a daemon still wakes hourly: a cheap re-check, in case a wakeup was lost."""
+KOPF_PREFIX: Final = "cloudeye.dev"
+STALE_DIFF_BASE: Final = f"{KOPF_PREFIX}/last-handled-configuration"
+"""Where kopf kept its diff base while an on.update handler woke the daemon (before this version)."""
+WAKEUP_HANDLER_ID: Final = "wake_on_spec_change"
 
 
 @dataclass
@@ -37,6 +48,9 @@ class OperatorMemo:
     settings: OperatorSettings
     deps: Deps
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+    """uid -> what wakes that rollout's daemon (the daemon adds it, and removes it when it ends)."""
+    generations: dict[str, int | None] = field(default_factory=dict)
+    """uid -> the metadata.generation of the last watch event seen for it."""
 
 
 def _memo(memo: Any) -> OperatorMemo:
@@ -48,9 +62,10 @@ def _memo(memo: Any) -> OperatorMemo:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config = OperatorSettings()
-    # Keep kopf's own bookkeeping in annotations: the status schema is ours, and typed.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="cloudeye.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="cloudeye.dev")
+    # Keep kopf's own bookkeeping in annotations, should it ever keep any: the status schema is ours,
+    # and typed. With no change-detecting handler it stores neither progress nor a diff base.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
     settings.posting.enabled = config.post_events
     settings.watching.server_timeout = 300
     pool = ClientPool(config)
@@ -82,11 +97,54 @@ def needs_driving(body: kopf.Body, **_: Any) -> bool:
     return not settled(body.get("status") or {}, body.metadata.get("generation"))
 
 
-@kopf.on.update(*RESOURCE, field="spec")
-def wake_on_spec_change(uid: str, memo: Any, **_: Any) -> None:
-    event = _memo(memo).wakeups.get(uid)
-    if event is not None:
-        event.set()
+@kopf.on.event(*RESOURCE, id=WAKEUP_HANDLER_ID)
+async def wake_on_spec_change(
+    type: str | None,
+    uid: str,
+    meta: Mapping[str, Any],
+    memo: Any,
+    patch: kopf.Patch,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """Wake the rollout's daemon when its generation moves, i.e. its spec changed.
+
+    A watch-event handler, so kopf keeps no diff base for it. Async, so it runs on the event loop: an
+    asyncio.Event must not be set from kopf's thread pool. kopf refreshes the daemon's `body` before
+    it calls any handler, so the woken daemon reads the new spec. The first event seen for a rollout
+    wakes nothing: its daemon has just started, or is about to, and reads the spec as it is. A
+    settled rollout has no daemon to wake: the new generation unsettles it, and kopf spawns one.
+    """
+    state = _memo(memo)
+    if type == "DELETED":
+        state.generations.pop(uid, None)
+        return
+    generation = meta.get("generation")
+    seen = state.generations.get(uid, generation)
+    state.generations[uid] = generation
+    if generation != seen:
+        wakeup = state.wakeups.get(uid)
+        logger.info(
+            "spec changed: generation %s -> %s%s", seen, generation, ", waking the daemon" if wakeup else ""
+        )
+        if wakeup is not None:
+            wakeup.set()
+    if STALE_DIFF_BASE in (meta.get("annotations") or {}):
+        # A stale copy of an old spec, which kopf would parse on every event and nobody updates.
+        patch.metadata.annotations[STALE_DIFF_BASE] = None
+
+
+class _QuietWakeup(logging.Filter):
+    """Drop kopf's "Handler 'wake_on_spec_change' succeeded.": logged on every watch event (every
+    status write) of every rollout, it says nothing (as with the metrics handler's, logging_setup)."""
+
+    _TEXT: Final = f"Handler {WAKEUP_HANDLER_ID!r} succeeded."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._TEXT
+
+
+logging.getLogger("kopf.objects").addFilter(_QuietWakeup())  # kopf's per-object logger
 
 
 @kopf.daemon(*RESOURCE, when=needs_driving, cancellation_timeout=30.0)
