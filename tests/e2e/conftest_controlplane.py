@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "control-plane"
 BIN = Path(os.environ.get("CLOUDEYE_CACHE") or REPO / ".cache") / "control-plane" / "bin"
 KUBECTL = BIN / "kubectl"  # built by `scripts/control-plane build`, the server's own release
-BUILD_TIMEOUT_S = 50 * 60  # cold: ~1 min download + ~10 min compile on 2 cores; warm: ~1 s
+BUILD_TIMEOUT_S = 50 * 60  # cold: 11 min on 2 cores (downloads included); warm: ~1 s
 UP_TIMEOUT_S = 180
 
 
