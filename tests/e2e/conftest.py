@@ -91,16 +91,10 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(
-        self,
-        extra_env: dict[str, str] | None = None,
-        debug: bool = False,
-        credentials: dict[str, str] | None = None,
-    ) -> None:
-        """Start the operator for the emulator: token credentials unless `credentials` says otherwise."""
-        env = self.cp.env
-        for key in [k for k in env if k.startswith("CLOUDEYE_")]:
-            del env[key]  # nothing inherited from the test runner's environment
+    def emulator_env(self, credentials: dict[str, str] | None = None) -> dict[str, str]:
+        """The control plane's env with nothing CLOUDEYE_* inherited from the test runner, pointed at
+        the emulator: token credentials unless `credentials` says otherwise."""
+        env = {k: v for k, v in self.cp.env.items() if not k.startswith("CLOUDEYE_")}
         env.update(
             {
                 "CLOUDEYE_ENDPOINT": self.emulator.url,
@@ -111,6 +105,16 @@ class Operator:
             }
         )
         env.update(credentials or {"CLOUDEYE_TOKEN": TOKEN})
+        return env
+
+    def start(
+        self,
+        extra_env: dict[str, str] | None = None,
+        debug: bool = False,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        """Start the operator for the emulator: token credentials unless `credentials` says otherwise."""
+        env = self.emulator_env(credentials)
         env.update(extra_env or {})
         self.starts += 1
         scope = ["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]

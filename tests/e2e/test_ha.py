@@ -28,8 +28,6 @@ from cloudeye_operator.peering import takeover_window
 from cloudeye_operator.run import auto_priority
 from tests.e2e.conftest import (
     CLI,
-    PROJECT,
-    TOKEN,
     Emulator,
     Operator,
     fast,
@@ -122,18 +120,10 @@ class Replica(Operator):
         debug: bool = False,
         credentials: dict[str, str] | None = None,
     ) -> None:
-        env = {k: v for k, v in self.cp.env.items() if not k.startswith("CLOUDEYE_") and k != "POD_ID"}
-        env.update(
-            {
-                "KUBECONFIG": str(self.kubeconfig),
-                "CLOUDEYE_ENDPOINT": self.emulator.url,
-                "CLOUDEYE_PROJECT_ID": PROJECT,
-                "CLOUDEYE_REGION": "cn-north-4",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(credentials or {"CLOUDEYE_TOKEN": TOKEN})
-        env.update(self.env)
+        env = self.emulator_env(credentials)
+        env.pop("POD_ID", None)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env.update(self.env)  # the pod's own env last, as the Deployment sets it
         env.update(extra_env or {})
         self.starts += 1
         with self.log_path.open("a") as log:
