@@ -56,10 +56,6 @@ def action_context(action: TaskAction) -> Iterator[None]:
         yield
 
 
-def current_context() -> dict[str, str]:
-    return dict(_context.get() or {})
-
-
 class ContextFilter(logging.Filter):
     """Copy the current log context, and kopf's object reference as `rollout`, onto each record."""
 

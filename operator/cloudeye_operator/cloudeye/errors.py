@@ -76,10 +76,6 @@ class ApiError(CloudEyeError):
     def retryable(self) -> bool:
         return self.status == 429 or self.status >= 500
 
-    @property
-    def is_auth_error(self) -> bool:
-        return self.status in (401, 403)
-
 
 class TransportError(CloudEyeError):
     """The cloud could not be reached (connection refused, reset, timeout) after the retries allowed."""

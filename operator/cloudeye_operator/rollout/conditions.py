@@ -54,11 +54,6 @@ def get_condition(conditions: Sequence[Condition], type_: str) -> Condition | No
     return next((c for c in conditions if c.type == type_), None)
 
 
-def is_true(conditions: Sequence[Condition], type_: str) -> bool:
-    found = get_condition(conditions, type_)
-    return found is not None and found.status is ConditionStatus.TRUE
-
-
 def set_condition(
     conditions: Sequence[Condition],
     type: str,
