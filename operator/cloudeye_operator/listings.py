@@ -9,7 +9,7 @@ shared listing as good as a fresh one for the planner (rule 1):
 - it is younger than `max_age` seconds, so a status lags the cloud by at most that;
 - the same consumer (a rollout) never gets the same listing twice: each of its cycles sees a listing
   newer than its previous cycle's;
-- (`get_part`) it kept every task of the instances the consumer wants. A listing keeps only the tasks
+- it kept every task of the instances the consumer wants. A listing keeps only the tasks
   of the instances wanted by the consumers registered for its project when its last page arrives, so
   memory grows with the rollouts, not with the project's history. Whoever joins a listing in flight
   registers first, so it is kept; a consumer that wants more than a finished listing kept (a rollout
@@ -72,8 +72,6 @@ class ProjectListing:
 class _Entry(Generic[T]):
     started: float
     serial: int
-    partial: bool
-    """Made by get_part: it may lack the tasks of instances nobody wanted."""
     task: asyncio.Future[T]
 
 
@@ -86,7 +84,7 @@ class SharedListings(Generic[T]):
     _seen_by: dict[Hashable, int] = field(default_factory=dict)
     """The serial of the listing each consumer took last (not the listing: that would keep it alive)."""
     _wants: dict[Hashable, dict[Hashable, frozenset[str]]] = field(default_factory=dict)
-    """Per key, the instances each registered consumer (of get_part) wants."""
+    """Per key, the instances each registered consumer wants."""
     _key_of: dict[Hashable, Hashable] = field(default_factory=dict)
     _union: dict[Hashable, frozenset[str]] = field(default_factory=dict)
     _serials: Iterator[int] = field(default_factory=itertools.count)
@@ -96,10 +94,6 @@ class SharedListings(Generic[T]):
     def note_create(self, key: Hashable) -> None:
         """A batch-create through `key` just ended (in any way): older listings may miss its tasks."""
         self._last_create[key] = self.clock()
-
-    async def get(self, key: Hashable, consumer: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-        """A listing of everything under `key` (`fetch` keeps every task)."""
-        return await self._get(key, consumer, fetch, None)
 
     async def get_part(
         self,
@@ -132,7 +126,7 @@ class SharedListings(Generic[T]):
         key: Hashable,
         consumer: Hashable,
         fetch: Callable[[], Awaitable[T]],
-        covers: Callable[[T], bool] | None,
+        covers: Callable[[T], bool],
     ) -> T:
         now = self.clock()
         entry = self._entries.get(key)
@@ -142,7 +136,7 @@ class SharedListings(Generic[T]):
             or self._seen_by.get(consumer) == entry.serial
             or not self._covers(entry, covers)
         ):
-            entry = _Entry(now, next(self._serials), covers is not None, asyncio.ensure_future(fetch()))
+            entry = _Entry(now, next(self._serials), asyncio.ensure_future(fetch()))
             self._entries[key] = entry
             self.fetches += 1
             entry.task.add_done_callback(functools.partial(self._forget_failed, key, entry))
@@ -151,9 +145,7 @@ class SharedListings(Generic[T]):
         return await asyncio.shield(entry.task)
 
     @staticmethod
-    def _covers(entry: _Entry[T], covers: Callable[[T], bool] | None) -> bool:
-        if covers is None:
-            return not entry.partial
+    def _covers(entry: _Entry[T], covers: Callable[[T], bool]) -> bool:
         # In flight: it will keep what this consumer (registered before joining) wants.
         return (
             not entry.task.done()

@@ -149,20 +149,6 @@ async def test_a_create_still_makes_a_partial_listing_unusable(
     assert cloud.listings == 3
 
 
-async def test_a_whole_listing_caller_never_gets_a_partial_listing(
-    shared: SharedListings[ProjectListing],
-) -> None:
-    cloud = Cloud()
-    await shared.get_part("p", "r1", frozenset({"a"}), cloud.fetch, covers)
-    await shared.get_part("p", "r2", frozenset({"a"}), cloud.fetch, covers)
-
-    async def everything() -> ProjectListing:
-        return ProjectListing.collect([PROJECT], None, len(PROJECT), 1)
-
-    whole = await shared.get("p", "other", everything)
-    assert len(list(whole.tasks_of(["old-1"]))) == 10
-
-
 def test_collect_keeps_the_first_copy_of_a_task_listed_twice() -> None:
     moved = task("t1", "a", 99)  # pages shifted: t1 again, read later
     listing = ProjectListing.collect([[task("t1", "a")], [moved, task("t3", "b")]], frozenset({"a"}), 3, 2)
