@@ -484,7 +484,7 @@ def test_region_pattern_rejects(region: str) -> None:
 def test_region_pattern_agrees_with_the_client() -> None:
     from cloudeye_operator.cloudeye import regions
 
-    assert node("spec.cloud.region")["pattern"] == regions.REGION_PATTERN.pattern
+    assert node("spec.cloud.region")["pattern"] == regions.REGION_ID_PATTERN.pattern
 
 
 def test_secret_keys_agree_with_the_operator() -> None:

@@ -40,7 +40,9 @@ from cloudeye_operator.rollout.status import make_revision_key
 PERCENT_PATTERN: Final = re.compile(r"^(0|[1-9][0-9]?|100)%$")
 # A Secret's name is a DNS-1123 subdomain.
 SECRET_NAME_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-REGION_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# Only the syntax of a region name, looser than the CRD's pattern. The client checks the shape of the
+# cloud's region ids (cloudeye.regions.REGION_ID_PATTERN) before it sends anything.
+REGION_SYNTAX: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 ENDPOINT_PATTERN: Final = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
 MAX_RETRY_LIMIT: Final = 100
 MAX_SECONDS: Final = 7 * 24 * 3600
@@ -154,7 +156,7 @@ class SecretRef(_SpecModel):
 
 
 class CloudSpec(_SpecModel):
-    region: Annotated[str, StringConstraints(pattern=REGION_PATTERN.pattern)] | None = None
+    region: Annotated[str, StringConstraints(pattern=REGION_SYNTAX.pattern)] | None = None
     project_id: Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN.pattern)] | None = None
     endpoint: Annotated[str, StringConstraints(pattern=ENDPOINT_PATTERN.pattern, max_length=2048)] | None = (
         None
