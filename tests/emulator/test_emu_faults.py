@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from cloudeye_operator.cloudeye.models import BatchCreateResponse
-from cloudeye_operator.emulator import EmulatorConfig, Endpoint, Faults, Scenario, running_emulator
+from cloudeye_operator.emulator import EmulatorConfig, FaultEndpoint, Faults, Scenario, running_emulator
 from cloudeye_operator.emulator.defaults import DEFAULT_TOKEN
 
 from .conftest import BASE_SCENARIO, BATCH_CREATE, LIST, Api, http_client
@@ -94,9 +94,9 @@ def test_endpoint_settings_override_global_ones_field_by_field() -> None:
     faults = Faults.model_validate(
         {"error_429_rate": 0.5, "drop_rate": 0.1, "endpoints": {"list": {"drop_rate": 0}}}
     )
-    listing = faults.effective(Endpoint.LIST)
+    listing = faults.effective(FaultEndpoint.LIST)
     assert (listing.error_429_rate, listing.drop_rate) == (0.5, 0.0)
-    creating = faults.effective(Endpoint.BATCH_CREATE)
+    creating = faults.effective(FaultEndpoint.BATCH_CREATE)
     assert (creating.error_429_rate, creating.drop_rate) == (0.5, 0.1)
 
 

@@ -7,8 +7,8 @@ Modules: ``scenario`` (file format), ``state`` (pure service state), ``validatio
 (aiohttp app), ``control`` (/_emulator endpoints), ``runner`` (in-process helpers), ``cli``.
 """
 
-from cloudeye_operator.emulator.auth import Credentials
-from cloudeye_operator.emulator.faults import Endpoint, Faults, FaultSettings
+from cloudeye_operator.emulator.auth import Account
+from cloudeye_operator.emulator.faults import FaultEndpoint, Faults, FaultSettings
 from cloudeye_operator.emulator.runner import RunningEmulator, running_emulator, serve, threaded_emulator
 from cloudeye_operator.emulator.runtime import Emulator, EmulatorConfig
 from cloudeye_operator.emulator.scenario import (
@@ -21,11 +21,11 @@ from cloudeye_operator.emulator.scenario import (
 from cloudeye_operator.emulator.state import EmulatorState
 
 __all__ = [
-    "Credentials",
+    "Account",
     "Emulator",
     "EmulatorConfig",
     "EmulatorState",
-    "Endpoint",
+    "FaultEndpoint",
     "FaultSettings",
     "Faults",
     "RunningEmulator",

@@ -20,8 +20,11 @@ HEADER_AUTHORIZATION = "Authorization"
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """The one account the emulator serves: a project, its token, its AK/SK and an IAM user."""
+class Account:
+    """The one account the emulator serves: a project, its token, its AK/SK and an IAM user.
+
+    Parameters and attributes that hold it are named ``credentials``: it is what callers must present.
+    """
 
     project_id: str = defaults.DEFAULT_PROJECT_ID
     project_name: str = defaults.DEFAULT_PROJECT_NAME
@@ -77,7 +80,7 @@ _header = signing.header_value
 
 
 def authenticate(
-    credentials: Credentials,
+    credentials: Account,
     tokens: TokenStore,
     *,
     method: str,
@@ -118,7 +121,7 @@ def authenticate(
 
 
 def _verify_signature(
-    credentials: Credentials,
+    credentials: Account,
     authorization: str,
     *,
     method: str,

@@ -16,7 +16,7 @@ import click
 from pydantic import ValidationError
 
 from cloudeye_operator.emulator import defaults
-from cloudeye_operator.emulator.auth import Credentials
+from cloudeye_operator.emulator.auth import Account
 from cloudeye_operator.emulator.runner import RunningEmulator, serve
 from cloudeye_operator.emulator.runtime import EmulatorConfig
 from cloudeye_operator.emulator.scenario import load_demo_scenario, load_scenario
@@ -109,7 +109,7 @@ def emulator_command(
         scenario = load_scenario(scenario_path) if scenario_path else load_demo_scenario()
     except (OSError, ValueError, ValidationError) as error:
         raise click.BadParameter(str(error), param_hint="--scenario") from None
-    credentials = Credentials(
+    credentials = Account(
         project_id=project_id,
         project_name=project_name,
         token=token,

@@ -40,7 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloudeye_operator.emulator.defaults import DEFAULT_RETRY_AFTER_SECONDS
 
 
-class Endpoint(StrEnum):
+class FaultEndpoint(StrEnum):
+    """An emulator endpoint that faults can be injected into: the keys of ``endpoints:`` and ``next:``."""
+
     BATCH_CREATE = "batch_create"
     LIST = "list"
     IAM_TOKENS = "iam_tokens"
@@ -92,10 +94,10 @@ class FaultSettings(BaseModel):
 class Faults(FaultSettings):
     """Global settings, per-endpoint overrides and an exact script of the next outcomes."""
 
-    endpoints: dict[Endpoint, FaultSettings] = Field(default_factory=dict)
-    next: dict[Endpoint, list[ForcedEntry]] = Field(default_factory=dict)
+    endpoints: dict[FaultEndpoint, FaultSettings] = Field(default_factory=dict)
+    next: dict[FaultEndpoint, list[ForcedEntry]] = Field(default_factory=dict)
 
-    def effective(self, endpoint: Endpoint) -> FaultSettings:
+    def effective(self, endpoint: FaultEndpoint) -> FaultSettings:
         base = FaultSettings.model_validate(self.model_dump(include=set(FaultSettings.model_fields)))
         override = self.endpoints.get(endpoint)
         if override is None:
@@ -124,7 +126,7 @@ class FaultInjector:
     def __init__(self, faults: Faults, seed: int) -> None:
         self._rng = random.Random(f"{seed}:faults")
         self._faults = faults
-        self._queue: dict[Endpoint, list[ForcedEntry]] = {}
+        self._queue: dict[FaultEndpoint, list[ForcedEntry]] = {}
         self.replace(faults)
 
     @property
@@ -142,7 +144,7 @@ class FaultInjector:
             if queue
         }
 
-    def plan(self, endpoint: Endpoint) -> FaultPlan:
+    def plan(self, endpoint: FaultEndpoint) -> FaultPlan:
         settings = self._faults.effective(endpoint)
         queue = self._queue.get(endpoint)
         if queue:

@@ -16,7 +16,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from cloudeye_operator.emulator.auth import Credentials, TokenStore
+from cloudeye_operator.emulator.auth import Account, TokenStore
 
 HEADER_SUBJECT_TOKEN = "X-Subject-Token"  # noqa: S105 - a header name
 
@@ -49,7 +49,7 @@ def _bad(field: str) -> IamProblem:
 
 
 def issue_token(
-    body: bytes, credentials: Credentials, tokens: TokenStore, now: float, ttl: float
+    body: bytes, credentials: Account, tokens: TokenStore, now: float, ttl: float
 ) -> tuple[str, dict[str, Any]]:
     """The new token and the response body, or IamProblem."""
     try:

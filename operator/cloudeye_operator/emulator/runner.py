@@ -21,7 +21,7 @@ from aiohttp import web
 
 from cloudeye_operator.cloudeye.models import MAX_TOKEN_LENGTH
 from cloudeye_operator.emulator import defaults
-from cloudeye_operator.emulator.auth import Credentials
+from cloudeye_operator.emulator.auth import Account
 from cloudeye_operator.emulator.faults import Faults
 from cloudeye_operator.emulator.runtime import Emulator, EmulatorConfig, ResponseShape
 from cloudeye_operator.emulator.server import create_app
@@ -39,7 +39,7 @@ class RunningEmulator:
         self.url = url
 
     @property
-    def credentials(self) -> Credentials:
+    def credentials(self) -> Account:
         return self.emulator.credentials
 
     @property

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cloudeye_operator.emulator import defaults
-from cloudeye_operator.emulator.auth import Credentials, TokenStore
+from cloudeye_operator.emulator.auth import Account, TokenStore
 from cloudeye_operator.emulator.clock import Clock
-from cloudeye_operator.emulator.faults import Endpoint, FaultInjector, Faults
+from cloudeye_operator.emulator.faults import FaultEndpoint, FaultInjector, Faults
 from cloudeye_operator.emulator.scenario import Scenario
 from cloudeye_operator.emulator.state import EmulatorState
 
@@ -19,7 +19,7 @@ ResponseShape = Literal["object", "array"]
 @dataclass(frozen=True)
 class EmulatorConfig:
     scenario: Scenario = field(default_factory=Scenario)
-    credentials: Credentials = field(default_factory=Credentials)
+    credentials: Account = field(default_factory=Account)
     time_scale: float = defaults.DEFAULT_TIME_SCALE
     """1.0 real time; 0.0 frozen (only advance moves the clock)."""
 
@@ -30,7 +30,7 @@ class Stats:
     def __init__(self) -> None:
         self._counts: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def record(self, endpoint: Endpoint, outcome: int | str) -> None:
+    def record(self, endpoint: FaultEndpoint, outcome: int | str) -> None:
         self._counts[str(endpoint)][str(outcome)] += 1
 
     def snapshot(self) -> dict[str, dict[str, int]]:

@@ -25,7 +25,7 @@ from cloudeye_operator.emulator.errors import (
     ApiProblem,
     injected,
 )
-from cloudeye_operator.emulator.faults import Endpoint, HostileKind
+from cloudeye_operator.emulator.faults import FaultEndpoint, HostileKind
 from cloudeye_operator.emulator.iam import HEADER_SUBJECT_TOKEN, IamProblem, issue_token
 from cloudeye_operator.emulator.runtime import Emulator
 from cloudeye_operator.emulator.validation import check_project_id, parse_batch_create, parse_list_query
@@ -57,7 +57,7 @@ def _drop(request: web.Request) -> web.Response:
     return web.Response(status=500)
 
 
-async def _serve(request: web.Request, endpoint: Endpoint, work: Work) -> web.StreamResponse:
+async def _serve(request: web.Request, endpoint: FaultEndpoint, work: Work) -> web.StreamResponse:
     emulator = request.app[EMULATOR]
     plan = emulator.faults.plan(endpoint)
     if plan.latency_seconds > 0:
@@ -184,15 +184,15 @@ async def _iam_tokens(request: web.Request, emulator: Emulator) -> web.Response:
 
 
 async def batch_create_handler(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, Endpoint.BATCH_CREATE, _batch_create)
+    return await _serve(request, FaultEndpoint.BATCH_CREATE, _batch_create)
 
 
 async def list_handler(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, Endpoint.LIST, _list)
+    return await _serve(request, FaultEndpoint.LIST, _list)
 
 
 async def iam_tokens_handler(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, Endpoint.IAM_TOKENS, _iam_tokens)
+    return await _serve(request, FaultEndpoint.IAM_TOKENS, _iam_tokens)
 
 
 @web.middleware

@@ -101,7 +101,9 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
-class Phase:
+class TaskPhase:
+    """The status a task shows at a given moment (EmulatorState.phase), and since when it shows it."""
+
     status: InvocationStatus
     update_time: float
 
@@ -135,16 +137,16 @@ class EmulatorState:
     def task(self, invocation_id: str) -> Task | None:
         return self._by_id.get(invocation_id)
 
-    def phase(self, task: Task, now: float) -> Phase:
+    def phase(self, task: Task, now: float) -> TaskPhase:
         if now < task.started_at:
-            return Phase(InvocationStatus.PENDING, task.create_time)
+            return TaskPhase(InvocationStatus.PENDING, task.create_time)
         if now < task.finished_at:
-            return Phase(InvocationStatus.RUNNING, task.started_at)
+            return TaskPhase(InvocationStatus.RUNNING, task.started_at)
         if task.rolled_back_by is not None:
             rollback = self._by_id[task.rolled_back_by]
             if rollback.finished_at <= now:
-                return Phase(InvocationStatus.ROLLBACKED, rollback.finished_at)
-        return Phase(_OUTCOME_STATUS[task.outcome], task.finished_at)
+                return TaskPhase(InvocationStatus.ROLLBACKED, rollback.finished_at)
+        return TaskPhase(_OUTCOME_STATUS[task.outcome], task.finished_at)
 
     def server_version(self, instance_id: str, now: float) -> str | None:
         server = self._servers[instance_id]
