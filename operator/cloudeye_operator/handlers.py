@@ -27,6 +27,7 @@ import kopf
 
 from cloudeye_operator import kube
 from cloudeye_operator.config import OperatorSettings
+from cloudeye_operator.logging_setup import QuietSuccessFilter
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
 from cloudeye_operator.rollout.status import RolloutStatus, settled
@@ -134,17 +135,9 @@ async def wake_on_spec_change(
         patch.metadata.annotations[STALE_DIFF_BASE] = None
 
 
-class _QuietWakeup(logging.Filter):
-    """Drop kopf's "Handler 'wake_on_spec_change' succeeded.": logged on every watch event (every
-    status write) of every rollout, it says nothing (as with the metrics handler's, logging_setup)."""
-
-    _TEXT: Final = f"Handler {WAKEUP_HANDLER_ID!r} succeeded."
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != self._TEXT
-
-
-logging.getLogger("kopf.objects").addFilter(_QuietWakeup())  # kopf's per-object logger
+# kopf logs "Handler 'wake_on_spec_change' succeeded." on every watch event of every rollout: drop it
+# on kopf's per-object logger.
+logging.getLogger("kopf.objects").addFilter(QuietSuccessFilter(WAKEUP_HANDLER_ID))
 
 
 @kopf.daemon(*RESOURCE, when=needs_driving, cancellation_timeout=30.0)

@@ -12,6 +12,9 @@ fields onto every record logged meanwhile, from any module (our own, httpx, kopf
 kopf's own per-object log lines carry `object` (kopf's reference); the filter adds `rollout` to them as
 well, so one key finds every line about a rollout. The text formats are kopf's, unchanged. Secrets
 never reach a log record in the first place (see credentials.py); nothing here adds any.
+
+This module is also the home of the operator's other log filter, `QuietSuccessFilter`, which drops
+kopf's success line of the watch-event handlers (metrics, and handlers.py's spec wakeup).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Final
 
 import kopf
 
+from cloudeye_operator.metrics import METRICS_HANDLER_ID
 from cloudeye_operator.rollout import CreateTasks, TaskAction
 
 MAX_IDS_IN_LINE: Final = 5
@@ -70,23 +74,31 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class QuietMetricsHandler(logging.Filter):
-    """Drop kopf's "Handler 'metrics' succeeded." line, logged on every watch event of every rollout."""
+class QuietSuccessFilter(logging.Filter):
+    """A log filter that drops kopf's "Handler '<id>' succeeded." line for the given handler ids.
 
-    _TEXT = "Handler 'metrics' succeeded."
+    Use it for watch-event handlers: kopf runs them on every watch event (every status write) of
+    every rollout, so their success line carries no information. Their other lines (a failure, a
+    retry) still get through.
+    """
+
+    def __init__(self, *handler_ids: str) -> None:
+        super().__init__()
+        self._lines: Final = frozenset(f"Handler {handler_id!r} succeeded." for handler_id in handler_ids)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != self._TEXT
+        return record.getMessage() not in self._lines
 
 
 def configure(log_format: str, *, debug: bool = False, verbose: bool = False, quiet: bool = False) -> None:
-    """kopf's logging setup in `log_format` (plain, full, json), with the context filter."""
+    """kopf's logging setup in `log_format` (plain, full, json), with the context filter, and without
+    the metrics handler's success line."""
     kopf.configure(debug=debug, verbose=verbose, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
-        if not any(isinstance(f, QuietMetricsHandler) for f in handler.filters):
-            handler.addFilter(QuietMetricsHandler())
+        if not any(isinstance(f, QuietSuccessFilter) for f in handler.filters):
+            handler.addFilter(QuietSuccessFilter(METRICS_HANDLER_ID))
     # httpcore's DEBUG trace prints raw response headers, X-Subject-Token (an IAM token) among them:
     # never let it through, whatever the verbosity (rule 4).
     logging.getLogger("httpcore").setLevel(logging.INFO)

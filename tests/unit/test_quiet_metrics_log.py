@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from cloudeye_operator.logging_setup import QuietMetricsHandler
+from cloudeye_operator.logging_setup import QuietSuccessFilter
 from cloudeye_operator.metrics import METRICS_HANDLER_ID
 
 
@@ -13,7 +13,7 @@ def _record(message: str) -> logging.LogRecord:
 
 
 def test_only_the_metrics_handler_success_line_is_dropped() -> None:
-    quiet = QuietMetricsHandler()
+    quiet = QuietSuccessFilter(METRICS_HANDLER_ID)
     assert not quiet.filter(_record(f"Handler {METRICS_HANDLER_ID!r} succeeded."))
     assert quiet.filter(_record("Handler 'drive' succeeded."))
     assert quiet.filter(_record(f"Handler {METRICS_HANDLER_ID!r} failed with an exception. Will retry."))
