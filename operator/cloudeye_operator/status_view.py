@@ -18,24 +18,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudeye_operator import kube
+from cloudeye_operator.rollout.status import STATE_TRAITS
 
-STATE_STYLES: Final = {
-    "SUCCEEDED": "green",
-    "RUNNING": "cyan",
-    "PENDING": "cyan",
-    "CREATING": "cyan",
-    "RETRY_WAIT": "yellow",
-    "FAILED": "red",
-    "TIMEOUT": "red",
-    "REFUSED": "red",
-    "GAVE_UP": "bold red",
-    "ROLLING_BACK": "magenta",
-    "ROLLED_BACK": "magenta",
-    "WAITING": "dim",
-    "BLOCKED": "yellow",
-    "SKIPPED": "dim",
-}
-TROUBLE: Final = frozenset({"FAILED", "TIMEOUT", "REFUSED", "GAVE_UP", "RETRY_WAIT", "BLOCKED"})
+# From the table of state traits, by raw value (the view reads objects as Kubernetes holds them): a
+# state this operator does not know (a newer operator's) gets no style and is not listed as trouble.
+STATE_STYLES: Final = {state.value: traits.style for state, traits in STATE_TRAITS.items()}
+TROUBLE: Final = frozenset(state.value for state, traits in STATE_TRAITS.items() if traits.trouble)
 MAX_TROUBLE_LINES: Final = 5
 
 

@@ -1,12 +1,13 @@
 """Which rollout may work on a server that several rollouts name: a pure rule, used by the handlers.
 
-Two kinds of claim:
+Two kinds of claim (which states claim what: `StateTraits.claim` in status.py):
 - live: the rollout has a task or an intent on the server (CREATING, PENDING, RUNNING, ROLLING_BACK).
   It blocks every other rollout, whatever their age: Cloud Eye would refuse a second task anyway.
-- queued: the rollout will start the server soon (not finished there, and the rollout is Pending or
-  Progressing). It blocks younger rollouts only, so that of two rollouts applied together the older
-  one goes first and the younger one waits, with a message naming the older one. A rollout that is
-  paused, stalled or finished holds no queued claims: it cannot keep a server hostage.
+- queued: the rollout will start the server soon (not finished there, not blocked itself, and the
+  rollout is Pending or Progressing). It blocks younger rollouts only, so that of two rollouts applied
+  together the older one goes first and the younger one waits, with a message naming the older one. A
+  rollout that is paused, stalled or finished holds no queued claims: it cannot keep a server hostage.
+A server with no entry yet, or a state this operator does not know, claims as queued.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from cloudeye_operator.rollout.status import LIVE, TERMINAL, Phase
+from cloudeye_operator.rollout.status import STATE_TRAITS, ClaimKind, Phase
 
-_LIVE = frozenset(state.value for state in LIVE)
-_DONE = frozenset(state.value for state in TERMINAL)
+# By the raw value: the index reads the status as Kubernetes holds it.
+_LIVE = frozenset(state.value for state, traits in STATE_TRAITS.items() if traits.claim is ClaimKind.LIVE)
+_NONE = frozenset(state.value for state, traits in STATE_TRAITS.items() if traits.claim is ClaimKind.NONE)
 _ACTIVE_PHASES = frozenset({None, Phase.PENDING.value, Phase.PROGRESSING.value})
 
 
@@ -43,7 +45,7 @@ def claims_of(
         state = (records.get(iid) or {}).get("state")
         if state in _LIVE:
             claims[iid] = Claim(created, owner, live=True)
-        elif active and state not in _DONE and state != "BLOCKED":
+        elif active and state not in _NONE:
             claims[iid] = Claim(created, owner, live=False)
     return claims
 

@@ -21,14 +21,46 @@ The per-instance state machine (one closed enum, `InstanceState`), as transition
 An instance is *in flight* (counts against maxInFlight) while it has an unfinished task, an intent, or a
 scheduled retry: CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT. FAILED/TIMEOUT/REFUSED mean "the
 last attempt failed and a retry is allowed, but none is scheduled" (the rollout is paused or its failure
-budget is spent); they hold no slot. Terminal: SUCCEEDED, GAVE_UP, ROLLED_BACK, SKIPPED.
+budget is spent); they hold no slot. Terminal: SUCCEEDED, GAVE_UP, ROLLED_BACK, SKIPPED. Every state is
+in exactly one of: not started, in flight, held failure, terminal.
+
+What a state means is one row of `STATE_TRAITS`; every set of states the operator uses is derived from
+it (`tests/unit/rollout/test_state_traits.py` checks this list against the table):
+
+    IN_FLIGHT         CREATING PENDING RUNNING ROLLING_BACK RETRY_WAIT
+    LIVE              CREATING PENDING RUNNING ROLLING_BACK
+    TASK_STATES       PENDING RUNNING ROLLING_BACK
+    NOT_STARTED       WAITING BLOCKED
+    HELD_FAILURES     FAILED TIMEOUT REFUSED
+    TERMINAL          SUCCEEDED GAVE_UP ROLLED_BACK SKIPPED
+    PLAIN_STATES      SUCCEEDED CREATING PENDING RUNNING ROLLING_BACK
+    EXPLAINED_STATES  FAILED TIMEOUT REFUSED RETRY_WAIT GAVE_UP ROLLED_BACK SKIPPED
+    claim live        CREATING PENDING RUNNING ROLLING_BACK
+    claim queued      WAITING FAILED TIMEOUT REFUSED RETRY_WAIT
+    claim none        BLOCKED SUCCEEDED GAVE_UP ROLLED_BACK SKIPPED
+    trouble           BLOCKED FAILED TIMEOUT REFUSED RETRY_WAIT GAVE_UP
+    summary.succeeded SUCCEEDED
+    summary.failed    FAILED TIMEOUT REFUSED GAVE_UP
+    summary.rolledBack ROLLED_BACK
+    summary.inFlight  CREATING PENDING RUNNING ROLLING_BACK RETRY_WAIT
+    summary.pending   WAITING BLOCKED
+    summary.skipped   SKIPPED
+
+LIVE: a task or an intent exists (work the operator must keep watching). TASK_STATES: the tracked task
+(`invocationId`) is unfinished and is polled. PLAIN_STATES: the message only repeats the task's state,
+so it is left out of the wire form. EXPLAINED_STATES: versions and transition time are kept on the wire.
+Claims (`claims.py`): a live claim blocks every other rollout, a queued one younger rollouts only.
+Trouble: the states `cloudeye-operator status` lists server by server.
+
+Adding a state: its row in `STATE_TRAITS`, the planner's rule for it, and the README's list of states.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, Self
@@ -41,51 +73,218 @@ from cloudeye_operator.rollout.conditions import Condition
 
 
 class InstanceState(StrEnum):
+    """A server's state in one rollout; what each one means is its row in `STATE_TRAITS`."""
+
     WAITING = "WAITING"
-    """Not started yet (or, with action ROLLBACK, a rollback not started yet)."""
     BLOCKED = "BLOCKED"
-    """Not started: another rollout has unfinished work on this instance."""
     CREATING = "CREATING"
-    """An intent is recorded (a create/retry/rollback call is being made); no task is known yet."""
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-    """The task failed; a retry is allowed but not scheduled (paused, or the failure budget is spent)."""
     TIMEOUT = "TIMEOUT"
-    """As FAILED, for a task that timed out."""
     REFUSED = "REFUSED"
-    """batch-create answered `ret_status: error` for this item; counts as an attempt."""
     RETRY_WAIT = "RETRY_WAIT"
-    """A retry is scheduled at `retryAt` (backoff)."""
     GAVE_UP = "GAVE_UP"
-    """Terminal failure: retries exhausted, an outcome not in retry.onStatuses, or a task CANCELED."""
     ROLLING_BACK = "ROLLING_BACK"
     ROLLED_BACK = "ROLLED_BACK"
     SKIPPED = "SKIPPED"
-    """Action ROLLBACK found nothing to roll back (no SUCCEEDED UPDATE task, or it is rolled back already)."""
 
 
-IN_FLIGHT: Final = frozenset(
-    {
-        InstanceState.CREATING,
-        InstanceState.PENDING,
-        InstanceState.RUNNING,
-        InstanceState.ROLLING_BACK,
-        InstanceState.RETRY_WAIT,
-    }
-)
-LIVE: Final = frozenset(
-    {InstanceState.CREATING, InstanceState.PENDING, InstanceState.RUNNING, InstanceState.ROLLING_BACK}
-)
+class ClaimKind(StrEnum):
+    """What a rollout's state on a server claims for it against other rollouts (`claims.py`)."""
+
+    LIVE = "live"
+    """A task or an intent: blocks every other rollout."""
+    QUEUED = "queued"
+    """Not finished there: blocks younger rollouts, while the rollout is Pending or Progressing."""
+    NONE = "none"
+    """Finished there, or blocked itself: claims nothing."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateTraits:
+    """Everything the operator derives from a per-server state (one row of `STATE_TRAITS`)."""
+
+    meaning: str
+    """One line for people (docs, reviews)."""
+    summary_field: str
+    """The `Summary` count the state adds to."""
+    claim: ClaimKind
+    """What the state claims against other rollouts (`claims.py`)."""
+    style: str
+    """Its colour in `cloudeye-operator status` (a rich style)."""
+    not_started: bool = False
+    """No work started in this revision (NOT_STARTED)."""
+    in_flight: bool = False
+    """Holds a maxInFlight slot: an unfinished task, an intent, or a scheduled retry (IN_FLIGHT)."""
+    live: bool = False
+    """A task or an intent exists: work the operator must keep watching (LIVE)."""
+    polled: bool = False
+    """The tracked task (`invocationId`) is unfinished and must be polled (TASK_STATES)."""
+    held_failure: bool = False
+    """The last attempt failed, a retry is allowed but none is scheduled (HELD_FAILURES)."""
+    terminal: bool = False
+    """Done in this revision (TERMINAL)."""
+    plain_message: bool = False
+    """The message only repeats the task's state: left out of the wire form (PLAIN_STATES)."""
+    explained: bool = False
+    """Versions and transition time are kept on the wire, to explain it (EXPLAINED_STATES)."""
+    trouble: bool = False
+    """Listed server by server in `cloudeye-operator status`."""
+
+
+_S = InstanceState
+STATE_TRAITS: Final[Mapping[InstanceState, StateTraits]] = {
+    _S.WAITING: StateTraits(
+        meaning="Not started yet (with action ROLLBACK: a rollback not started yet).",
+        summary_field="pending",
+        claim=ClaimKind.QUEUED,
+        style="dim",
+        not_started=True,
+    ),
+    _S.BLOCKED: StateTraits(
+        meaning="Not started: another rollout has unfinished work on this server.",
+        summary_field="pending",
+        claim=ClaimKind.NONE,
+        style="yellow",
+        not_started=True,
+        trouble=True,
+    ),
+    _S.CREATING: StateTraits(
+        meaning="An intent is recorded (a create, retry or rollback call is being made); no task known yet.",
+        summary_field="in_flight",
+        claim=ClaimKind.LIVE,
+        style="cyan",
+        in_flight=True,
+        live=True,
+        plain_message=True,
+    ),
+    _S.PENDING: StateTraits(
+        meaning="Its task is known and has not started running.",
+        summary_field="in_flight",
+        claim=ClaimKind.LIVE,
+        style="cyan",
+        in_flight=True,
+        live=True,
+        polled=True,
+        plain_message=True,
+    ),
+    _S.RUNNING: StateTraits(
+        meaning="Its task is running.",
+        summary_field="in_flight",
+        claim=ClaimKind.LIVE,
+        style="cyan",
+        in_flight=True,
+        live=True,
+        polled=True,
+        plain_message=True,
+    ),
+    _S.SUCCEEDED: StateTraits(
+        meaning="Its task succeeded.",
+        summary_field="succeeded",
+        claim=ClaimKind.NONE,
+        style="green",
+        terminal=True,
+        plain_message=True,
+    ),
+    _S.FAILED: StateTraits(
+        meaning="The task failed; a retry is allowed, none scheduled (paused, or the failure budget spent).",
+        summary_field="failed",
+        claim=ClaimKind.QUEUED,
+        style="red",
+        held_failure=True,
+        explained=True,
+        trouble=True,
+    ),
+    _S.TIMEOUT: StateTraits(
+        meaning="As FAILED, for a task that timed out.",
+        summary_field="failed",
+        claim=ClaimKind.QUEUED,
+        style="red",
+        held_failure=True,
+        explained=True,
+        trouble=True,
+    ),
+    _S.REFUSED: StateTraits(
+        meaning="batch-create answered `ret_status: error` for this server; counts as an attempt.",
+        summary_field="failed",
+        claim=ClaimKind.QUEUED,
+        style="red",
+        held_failure=True,
+        explained=True,
+        trouble=True,
+    ),
+    _S.RETRY_WAIT: StateTraits(
+        meaning="A retry is scheduled at `retryAt` (backoff).",
+        summary_field="in_flight",
+        claim=ClaimKind.QUEUED,
+        style="yellow",
+        in_flight=True,
+        explained=True,
+        trouble=True,
+    ),
+    _S.GAVE_UP: StateTraits(
+        meaning="Terminal failure: retries spent, an outcome not in retry.onStatuses, or a task CANCELED.",
+        summary_field="failed",
+        claim=ClaimKind.NONE,
+        style="bold red",
+        terminal=True,
+        explained=True,
+        trouble=True,
+    ),
+    _S.ROLLING_BACK: StateTraits(
+        meaning="Its rollback task is known and unfinished.",
+        summary_field="in_flight",
+        claim=ClaimKind.LIVE,
+        style="magenta",
+        in_flight=True,
+        live=True,
+        polled=True,
+        plain_message=True,
+    ),
+    _S.ROLLED_BACK: StateTraits(
+        meaning="Rolled back: by its rollback task, or by someone else.",
+        summary_field="rolled_back",
+        claim=ClaimKind.NONE,
+        style="magenta",
+        terminal=True,
+        explained=True,
+    ),
+    _S.SKIPPED: StateTraits(
+        meaning="Action ROLLBACK found nothing to roll back (no SUCCEEDED UPDATE task, or it is undone).",
+        summary_field="skipped",
+        claim=ClaimKind.NONE,
+        style="dim",
+        terminal=True,
+        explained=True,
+    ),
+}
+del _S
+
+
+def states_where(trait: Callable[[StateTraits], bool]) -> frozenset[InstanceState]:
+    """The states whose row has `trait` (the sets below; tests and other modules may ask for more)."""
+    return frozenset(state for state, traits in STATE_TRAITS.items() if trait(traits))
+
+
+IN_FLIGHT: Final = states_where(lambda t: t.in_flight)
+"""Counts against maxInFlight: an unfinished task, an intent, or a scheduled retry."""
+LIVE: Final = states_where(lambda t: t.live)
 """A task or an intent exists: work the operator must keep watching."""
-TASK_STATES: Final = frozenset({InstanceState.PENDING, InstanceState.RUNNING, InstanceState.ROLLING_BACK})
+TASK_STATES: Final = states_where(lambda t: t.polled)
 """States whose tracked task (`invocationId`) is unfinished and must be polled."""
-NOT_STARTED: Final = frozenset({InstanceState.WAITING, InstanceState.BLOCKED})
-HELD_FAILURES: Final = frozenset({InstanceState.FAILED, InstanceState.TIMEOUT, InstanceState.REFUSED})
-TERMINAL: Final = frozenset(
-    {InstanceState.SUCCEEDED, InstanceState.GAVE_UP, InstanceState.ROLLED_BACK, InstanceState.SKIPPED}
-)
+NOT_STARTED: Final = states_where(lambda t: t.not_started)
+HELD_FAILURES: Final = states_where(lambda t: t.held_failure)
+TERMINAL: Final = states_where(lambda t: t.terminal)
+SUMMARY_FIELD: Final[Mapping[InstanceState, str]] = {
+    state: traits.summary_field for state, traits in STATE_TRAITS.items()
+}
+PLAIN_STATES: Final = states_where(lambda t: t.plain_message)
+"""States whose message only repeats the task's state ("task X RUNNING"): left out of the wire form."""
+EXPLAINED_STATES: Final = states_where(lambda t: t.explained)
+"""States that keep versions and transition time on the wire: what a person needs to explain them (and
+the retry backoff counts from the transition time)."""
 
 
 class Failure(StrEnum):
@@ -179,7 +378,7 @@ class Intent(_StatusModel):
 
 
 class Summary(_StatusModel):
-    """Counts by state; they add up to `total`."""
+    """Counts by state (`StateTraits.summary_field`); they add up to `total`."""
 
     total: int = 0
     succeeded: int = 0
@@ -194,22 +393,8 @@ class Summary(_StatusModel):
     skipped: int = 0
 
 
-SUMMARY_FIELD: Final[Mapping[InstanceState, str]] = {
-    InstanceState.SUCCEEDED: "succeeded",
-    InstanceState.GAVE_UP: "failed",
-    InstanceState.FAILED: "failed",
-    InstanceState.TIMEOUT: "failed",
-    InstanceState.REFUSED: "failed",
-    InstanceState.ROLLED_BACK: "rolled_back",
-    InstanceState.CREATING: "in_flight",
-    InstanceState.PENDING: "in_flight",
-    InstanceState.RUNNING: "in_flight",
-    InstanceState.ROLLING_BACK: "in_flight",
-    InstanceState.RETRY_WAIT: "in_flight",
-    InstanceState.WAITING: "pending",
-    InstanceState.BLOCKED: "pending",
-    InstanceState.SKIPPED: "skipped",
-}
+SUMMARY_FIELDS: Final = tuple(Summary.model_fields)
+"""The names of Summary's fields, `total` first."""
 
 
 def summarize(instances: Iterable[InstanceStatus]) -> Summary:
@@ -297,26 +482,6 @@ def revision_action(revision_key: str) -> InvocationType | None:
     """The action of a revision key (`make_revision_key`); None before the first revision."""
     action = revision_key.split("|", 1)[0]
     return InvocationType(action) if action else None
-
-
-PLAIN_STATES: Final = frozenset(
-    {
-        InstanceState.SUCCEEDED,
-        InstanceState.CREATING,
-        InstanceState.PENDING,
-        InstanceState.RUNNING,
-        InstanceState.ROLLING_BACK,
-    }
-)
-"""States whose message only repeats the task's state ("task X RUNNING"): left out of the wire form."""
-EXPLAINED_STATES: Final = HELD_FAILURES | {
-    InstanceState.RETRY_WAIT,
-    InstanceState.GAVE_UP,
-    InstanceState.SKIPPED,
-    InstanceState.ROLLED_BACK,
-}
-"""States that keep versions and transition time on the wire: what a person needs to explain them (and
-the retry backoff counts from the transition time)."""
 
 
 def instance_wire(record: InstanceStatus, default_action: InvocationType | None) -> dict[str, Any]:
