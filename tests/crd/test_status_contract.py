@@ -20,6 +20,7 @@ listed, with its reason, in CRD_STRICTER.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 import types
@@ -173,10 +174,41 @@ def contract_violations(status: RolloutStatus) -> list[str]:
     return problems
 
 
-def model_paths(model: type[BaseModel], path: str = "") -> Iterator[str]:
+class WireField(typing.NamedTuple):
+    annotation: Any
+    required: bool
+    default: Any
+
+
+def wire_fields(model: type[Any]) -> dict[str, WireField]:
+    """A status model's fields by their name on the wire: a pydantic model's, or a stdlib dataclass's
+    that pydantic loads and dumps with its `__pydantic_config__` (InstanceStatus, Summary)."""
+    if issubclass(model, BaseModel):
+        return {
+            (info.alias or name): WireField(info.annotation, info.is_required(), info.default)
+            for name, info in model.model_fields.items()
+        }
+    alias = model.__pydantic_config__["alias_generator"]
+    hints = typing.get_type_hints(model)
+    return {
+        alias(f.name): WireField(
+            hints[f.name],
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            f.default,
+        )
+        for f in dataclasses.fields(model)
+    }
+
+
+def _is_status_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation)
+    )
+
+
+def model_paths(model: type[Any], path: str = "") -> Iterator[str]:
     """Every field of `model` and of the models nested in it, by alias, as schema paths."""
-    for name, info in model.model_fields.items():
-        alias = info.alias or name
+    for alias, info in wire_fields(model).items():
         child = f"{path}.{alias}" if path else alias
         yield child
         yield from _nested_paths(info.annotation, child)
@@ -184,7 +216,7 @@ def model_paths(model: type[BaseModel], path: str = "") -> Iterator[str]:
 
 def _nested_paths(annotation: Any, path: str) -> Iterator[str]:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if _is_status_model(annotation):
         yield from model_paths(annotation, path)
     elif origin in (dict, Mapping):
         yield from _nested_paths(args[1], f"{path}.{{}}")
@@ -337,8 +369,9 @@ def planner_statuses() -> tuple[RolloutStatus, ...]:
     return tuple(seen)
 
 
-def _filled(model: BaseModel) -> int:
-    return sum(1 for value in model.__dict__.values() if value not in (None, (), {}, ""))
+def _filled(record: InstanceStatus) -> int:
+    values = (getattr(record, f.name) for f in dataclasses.fields(record))
+    return sum(1 for value in values if value not in (None, (), {}, ""))
 
 
 @functools.cache
@@ -547,12 +580,12 @@ def test_the_other_status_enums_match_the_models() -> None:
     ],
     ids=ids_of,
 )
-def test_required_status_fields_are_always_written(path: str, model: type[BaseModel]) -> None:
+def test_required_status_fields_are_always_written(path: str, model: type[Any]) -> None:
     # A field the CRD requires but the model may leave out (None is not written) fails the write.
-    fields = {(info.alias or name): info for name, info in model.model_fields.items()}
+    fields = wire_fields(model)
     for name in node(path).get("required", []):
         info = fields[name]
-        may_be_none = not info.is_required() and info.default is None
+        may_be_none = not info.required and info.default is None
         assert not may_be_none, f"{path}.{name}: required by the CRD, left out by {model.__name__} when None"
 
 

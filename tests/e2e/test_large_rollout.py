@@ -18,8 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationType
-from cloudeye_operator.rollout import RolloutSpec
+from cloudeye_operator.rollout import InstanceStatus, RolloutSpec
 from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
 from tests.e2e.conftest import manifest
 from tests.e2e.conftest_controlplane import ControlPlane
@@ -113,10 +115,11 @@ def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
         assert sim.status.summary.succeeded == N - MAX_IN_FLIGHT
 
         # The control first: every field of every entry, as before compaction, is refused.
+        entry = TypeAdapter(InstanceStatus)
         verbose = {
             **status,
             "instances": {
-                iid: rec.model_dump(mode="json", by_alias=True, exclude_none=True)
+                iid: entry.dump_python(rec, mode="json", by_alias=True, exclude_none=True)
                 for iid, rec in sim.status.instances.items()
             },
         }

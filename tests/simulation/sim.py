@@ -86,10 +86,10 @@ from cloudeye_operator.rollout import planner
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
+    SUMMARY_FIELDS,
     TERMINAL,
     InstanceState,
     RolloutStatus,
-    Summary,
     settled,
 )
 from cloudeye_operator.sessions import ClientPool, CloudTarget
@@ -1277,7 +1277,7 @@ class Checker:
             raise Violation("I2-instances", f"{name}: status.instances misses {missing}, has extra {extra}")
         summary = status.get("summary") or {}
         counts: Counter[str] = Counter(SUMMARY_FIELD[InstanceState(rec["state"])] for rec in raw.values())
-        wanted = {to_camel(f): counts.get(f, 0) for f in Summary.model_fields if f != "total"}
+        wanted = {to_camel(f): counts.get(f, 0) for f in SUMMARY_FIELDS if f != "total"}
         wanted["total"] = len(raw)
         got = {key: summary.get(key, 0) for key in wanted}
         if got != wanted or sum(v for k, v in got.items() if k != "total") != got["total"]:

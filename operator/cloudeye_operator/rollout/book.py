@@ -8,6 +8,7 @@ instances (to build the index) plus what changed, and no deep copies, at N=10,00
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ from cloudeye_operator.cloudeye.models import InvocationStatus, InvocationType
 from cloudeye_operator.rollout.observation import Task
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
+    SUMMARY_FIELDS,
     Failure,
     InstanceState,
     InstanceStatus,
@@ -46,7 +48,6 @@ def intent_subset(intent: Intent, keep: list[int], confirmed: set[str] | None = 
 
 class Book:
     def __init__(self, status: RolloutStatus, now: datetime) -> None:
-        self.status = status
         self.now = now
         self.instances: dict[str, InstanceStatus] = dict(status.instances)
         self.intents: dict[str, Intent] = dict(status.intents)
@@ -54,11 +55,9 @@ class Book:
         """Instances whose state changed in this step."""
         # Dicts as insertion-ordered sets: iteration order must not depend on string hashing.
         self.by_state: dict[InstanceState, dict[str, None]] = {state: {} for state in InstanceState}
-        # Keyed by id(): every record involved stays referenced (input status, drafts, memo) during the
-        # step, so no id is reused.
-        self._memo: dict[tuple[Any, ...], InstanceStatus] = {}
-        self._memo_key: dict[int, tuple[Any, ...]] = {}
-        self._drafts: dict[int, InstanceStatus] = {}
+        # set_shared: (record, changes) -> the record made for them. Keyed by value, so equal records
+        # (loaded as one, see RolloutStatus.from_dict) share their result too.
+        self._memo: dict[tuple[InstanceStatus, tuple[tuple[str, Any], ...]], InstanceStatus] = {}
         for iid, rec in self.instances.items():
             self.by_state[rec.state][iid] = None
 
@@ -70,7 +69,7 @@ class Book:
         return sum(len(self.by_state[state]) for state in states)
 
     def summary(self) -> Summary:
-        counts = dict.fromkeys(Summary.model_fields, 0)
+        counts = dict.fromkeys(SUMMARY_FIELDS, 0)
         for state, members in self.by_state.items():
             counts[SUMMARY_FIELD[state]] += len(members)
         counts["total"] = len(self.instances)
@@ -79,15 +78,13 @@ class Book:
     def set(self, iid: str, **changes: Any) -> InstanceStatus:
         """Replace a record with `changes` applied; a state change stamps lastTransitionTime.
 
-        Records of the input status are never changed. A record this step made for one instance (a
-        draft) is changed in place when a later step of the same cycle changes it again (FAILED, then
-        retryAt, then RETRY_WAIT): a wave of thousands must not cost thousands of copies per step.
-        """
+        Records are never changed: the new one is a copy (`dataclasses.replace`), the old one stays
+        what the input status (or an earlier step) holds."""
         return self._set(iid, changes, shared=False)
 
     def set_shared(self, iid: str, **changes: Any) -> InstanceStatus:
-        """As `set`, and the same change to the same record gives one shared (immutable) result: a wave
-        of fresh instances going CREATING costs one record, not one each."""
+        """As `set`, and the same change to the same record gives one shared result: a wave of fresh
+        instances going CREATING costs one record, not one each."""
         return self._set(iid, changes, shared=True)
 
     def _set(self, iid: str, changes: dict[str, Any], *, shared: bool) -> InstanceStatus:
@@ -99,25 +96,13 @@ class Book:
             return old
         if moving:
             changes["last_transition_time"] = self.now
-        if id(old) in self._drafts:
-            stale = self._memo_key.pop(id(old), None)
-            if stale is not None:
-                del self._memo[stale]  # it no longer is what that change produced
-            old.__dict__.update(changes)  # (every field already counts as set: evolve)
-            new = old
-        elif not shared:
-            new = old.evolve(changes)
-            self._drafts[id(new)] = new
+        if shared:
+            key = (old, tuple(changes.items()))
+            new = self._memo.get(key)
+            if new is None:
+                new = self._memo[key] = replace(old, **changes)
         else:
-            key = (id(old), *changes.items())
-            found = self._memo.get(key)
-            if found is None:
-                new = self._memo[key] = old.evolve(changes)
-                self._memo_key[id(new)] = key
-                self._drafts[id(new)] = new
-            else:
-                new = found
-                self._drafts.pop(id(new), None)  # held by two instances from now on: immutable
+            new = replace(old, **changes)
         if moving:
             self.moved.add(iid)
             del self.by_state[was][iid]

@@ -55,8 +55,8 @@ def status_patch_between(old: RolloutStatus, new: RolloutStatus) -> dict[str, An
     skipped by identity (equal records that are not shared are compared, then skipped); only changed
     records are serialized. At N=10,000 this avoids dumping the whole status every cycle.
     """
-    head_old = old.model_copy(update={"instances": {}}).to_dict()
-    head_new = new.model_copy(update={"instances": {}}).to_dict()
+    head_old = old.head_dict()
+    head_new = new.head_dict()
     patch = _diff(head_old, head_new)
     patch.pop("instances", None)
     entries: dict[str, Any] = {}

@@ -361,17 +361,18 @@ class _Planner:
         self.started_at = self.now
         self.revision_started = True
         self.api_error = None
-        reset = {
-            **InstanceStatus().__dict__,
-            "action": self.spec.action.invocation_type,
-            "last_transition_time": self.now,
-        }
+        action = self.spec.action.invocation_type
         for iid, rec in list(book.instances.items()):
             if rec is self.fresh:
                 continue  # added by this very cycle
-            # invocationId is kept so that the old task is never adopted as this revision's.
-            kept = {"invocation_id": rec.invocation_id, "current_version": rec.current_version}
-            book.add(iid, rec.evolve({**reset, **kept}))
+            # A fresh record; invocationId is kept so that the old task is never adopted as this revision's.
+            reset = InstanceStatus(
+                action=action,
+                invocation_id=rec.invocation_id,
+                current_version=rec.current_version,
+                last_transition_time=self.now,
+            )
+            book.add(iid, reset)
 
     # --- 5. failures: retry or give up ------------------------------------------------------------
 

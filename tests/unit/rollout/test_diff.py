@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -88,8 +89,8 @@ def test_a_change_the_wire_form_leaves_out_is_no_patch() -> None:
         spec,
         {ids(2)[0]: {"state": "RUNNING", "invocationId": "t0", "attempts": 1, "message": "task t0 PENDING"}},
     )
-    rewritten = old.instances[ids(2)[0]].evolve({"message": "task t0 RUNNING"})
-    new = old.evolve({"instances": {**old.instances, ids(2)[0]: rewritten}})
+    rewritten = dataclasses.replace(old.instances[ids(2)[0]], message="task t0 RUNNING")
+    new = old.model_copy(update={"instances": {**old.instances, ids(2)[0]: rewritten}})
     assert status_patch_between(old, new) is None
     assert status_patch(old.to_dict(), new.to_dict()) is None
 
@@ -98,7 +99,9 @@ def test_a_new_revision_rewrites_the_entries_whose_implied_action_changed() -> N
     spec = make_spec(ids(1))
     old = make_status(spec, {ids(1)[0]: {"state": "SUCCEEDED"}})
     record = old.instances[ids(1)[0]]
-    new = old.evolve({"revision_key": "INSTALL||"})  # the same record under another revision's action
+    new = old.model_copy(
+        update={"revision_key": "INSTALL||"}
+    )  # the same record under another revision's action
     patch = status_patch_between(old, new)
     assert patch == {"revisionKey": "INSTALL||", "instances": {ids(1)[0]: {"action": "UPDATE"}}}
     assert RolloutStatus.from_dict(merge(old.to_dict(), patch)).instances[ids(1)[0]].action is record.action

@@ -6,6 +6,7 @@ was last changed at T0 and retries back off 30 s.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -576,7 +577,7 @@ def test_rule(row: Row) -> None:
     # Always: every spec instance is in status, the counts add up, generation is observed.
     assert set(p.status.instances) == set(spec.instance_ids)
     summary = p.status.summary
-    parts = summary.model_dump()
+    parts = dataclasses.asdict(summary)
     assert parts.pop("total") == len(spec.instances) == sum(parts.values())
     assert p.status.observed_generation == 1
     assert all(c.observed_generation == 1 for c in p.status.conditions)

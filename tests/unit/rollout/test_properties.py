@@ -10,6 +10,7 @@ fixed point; Ready=True only when every instance SUCCEEDED; Reconciling and Stal
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 
@@ -61,7 +62,7 @@ def reload(status: RolloutStatus) -> RolloutStatus:
 
 def check_invariants(spec: RolloutSpec, status: RolloutStatus, cloud: Cloud) -> None:
     assert set(status.instances) == set(spec.instance_ids)
-    summary = status.summary.model_dump()
+    summary = dataclasses.asdict(status.summary)
     assert summary.pop("total") == len(spec.instances) == sum(summary.values())
     limit = spec.strategy.retry.limit
     unfinished = Counter(t.instance_id for t in cloud.tasks.values() if not t.invocation_status.finished)
