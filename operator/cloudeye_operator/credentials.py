@@ -19,12 +19,9 @@ import httpx
 from pydantic import SecretStr
 
 from cloudeye_operator.cloudeye.auth import AkSkAuth, IamCredentials, IamTokenAuth, StaticTokenAuth
+from cloudeye_operator.errors import CredentialsError as CredentialsError
 
 SECRET_KEYS: Final = ("token", "accessKey", "secretKey", "username", "password", "domain")
-
-
-class CredentialsError(ValueError):
-    """The credentials are missing or incomplete. The message names keys, never values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +90,7 @@ _TAG_KEY: Final = secrets.token_bytes(32)
 
 
 def tag(credentials: Credentials) -> str:
-    """An id of the credentials that may be written to status (rule 4): keyed with a random key that
+    """An id of the credentials that may be written to status (guarantee 4): keyed with a random key that
     lives only in this process, so it reveals nothing about them. It changes when they change, and
     with every restart of the operator (which then simply counts as a change)."""
     return hmac.new(_TAG_KEY, _material(credentials), hashlib.sha256).hexdigest()[:16]

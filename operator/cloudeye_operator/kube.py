@@ -15,6 +15,9 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from cloudeye_operator.errors import KubeError as KubeError
+from cloudeye_operator.errors import SecretNotFound as SecretNotFound
+
 # No answer at all (the API server restarting, a network blip): a KubeError without a status, so the
 # caller retries the cycle instead of failing the daemon.
 _UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
@@ -22,16 +25,6 @@ _UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
 GROUP: Final = "cloudeye.dev"
 VERSION: Final = "v1alpha1"
 PLURAL: Final = "agentrollouts"
-
-
-class SecretNotFound(LookupError):
-    pass
-
-
-class KubeError(RuntimeError):
-    def __init__(self, what: str, status: int | None, reason: str | None) -> None:
-        super().__init__(f"{what}: HTTP {status} {reason or ''}".rstrip())
-        self.status = status
 
 
 _config_lock = threading.Lock()

@@ -1,8 +1,8 @@
-"""One whole-project task listing shared by the rollouts that poll the same project (rule 3).
+"""One whole-project task listing shared by the rollouts that poll the same project (guarantee 3).
 
 Fifty rollouts in one project would otherwise each page through the same project every cycle: fifty
 times the calls and fifty copies of every task in memory. A listing is shared on conditions that keep a
-shared listing as good as a fresh one for the planner (rule 1):
+shared listing as good as a fresh one for the planner (guarantee 1):
 
 - it started after the last batch-create through the same client finished, so it cannot miss a
   task that any rollout already knows it created (or may have created);

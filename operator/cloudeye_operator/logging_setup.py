@@ -7,7 +7,7 @@ fields onto every record logged meanwhile, from any module (our own, httpx, kopf
 `--log-format json` (python-json-logger, through kopf) they become JSON keys:
 
     {"message": "retrying batch_create after: ...", "rollout": "prod/update-web",
-     "action": "CreateTasks", "instances": "srv-0001,srv-0002,srv-0003 (+97 more)", "severity": "info", ...}
+     "action": "UPDATE", "instances": "srv-0001,srv-0002,srv-0003 (+97 more)", "severity": "info", ...}
 
 kopf's own per-object log lines carry `object` (kopf's reference); the filter adds `rollout` to them as
 well, so one key finds every line about a rollout. The text formats are kopf's, unchanged. Secrets
@@ -28,7 +28,7 @@ from typing import Any, Final
 import kopf
 
 from cloudeye_operator.metrics import METRICS_HANDLER_ID
-from cloudeye_operator.rollout import CreateTasks, TaskAction
+from cloudeye_operator.rollout import TaskAction
 
 MAX_IDS_IN_LINE: Final = 5
 _context: ContextVar[dict[str, str] | None] = ContextVar("cloudeye_log_context", default=None)
@@ -52,10 +52,8 @@ def _ids(ids: Sequence[str]) -> str:
 @contextmanager
 def action_context(action: TaskAction) -> Iterator[None]:
     """The instances (a create) or tasks (a retry or rollback) a batch-create is about."""
-    if isinstance(action, CreateTasks):
-        fields = {"action": type(action).__name__, "instances": _ids(action.instance_ids)}
-    else:
-        fields = {"action": type(action).__name__, "invocations": _ids(action.invocation_ids)}
+    what = "invocations" if action.on_tasks else "instances"
+    fields = {"action": action.invocation_type.value, what: _ids(action.ids)}
     with log_context(**fields):
         yield
 
@@ -100,7 +98,7 @@ def configure(log_format: str, *, debug: bool = False, verbose: bool = False, qu
         if not any(isinstance(f, QuietSuccessFilter) for f in handler.filters):
             handler.addFilter(QuietSuccessFilter(METRICS_HANDLER_ID))
     # httpcore's DEBUG trace prints raw response headers, X-Subject-Token (an IAM token) among them:
-    # never let it through, whatever the verbosity (rule 4).
+    # never let it through, whatever the verbosity (guarantee 4).
     logging.getLogger("httpcore").setLevel(logging.INFO)
     if not debug:
         logging.getLogger("httpx").setLevel(logging.WARNING)

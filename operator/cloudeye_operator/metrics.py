@@ -7,7 +7,7 @@
 | `cloudeye_tasks_total` | counter | `kind` (created, retried, rolled_back): tasks the cloud accepted |
 | `agentrollout_instances` | gauge | `namespace`, `name`, `state` (every per-instance state, 0 included) |
 | `agentrollout_reconcile_seconds` | histogram | none |
-| `agentrollout_reconcile_errors_total` | counter | `reason` (Stalled reason, ObserveFailed, exception) |
+| `agentrollout_reconcile_errors_total` | counter | `reason` (Stalled reason, CloudEyeUnavailable, error) |
 
 No label carries an instance id, a task id or anything from a Secret: the series count grows with the
 number of rollouts (times 15 states), never with the fleet. A deleted rollout's series are removed
@@ -26,15 +26,7 @@ from typing import Any, Final
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from cloudeye_operator.cloudeye.client import Endpoint
-from cloudeye_operator.rollout import (
-    ActionOutcome,
-    CreateTasks,
-    InstanceState,
-    RetryTasks,
-    RollbackTasks,
-    RolloutStatus,
-    TaskAction,
-)
+from cloudeye_operator.rollout import ActionOutcome, InstanceState, RolloutStatus, TaskAction, Verb
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +34,10 @@ DEFAULT_PORT: Final = 8080
 METRICS_HANDLER_ID: Final = "metrics"
 """Its per-event "succeeded" line is dropped from the logs (logging_setup): one a status patch is noise."""
 STATES: Final = tuple(state.value for state in InstanceState)
-TASK_KINDS: Final[Mapping[type, str]] = {
-    CreateTasks: "created",
-    RetryTasks: "retried",
-    RollbackTasks: "rolled_back",
+TASK_KINDS: Final[Mapping[Verb, str]] = {
+    Verb.CREATE: "created",
+    Verb.RETRY: "retried",
+    Verb.ROLLBACK: "rolled_back",
 }
 
 REQUESTS = Counter(
@@ -92,7 +84,7 @@ def record_tasks(action: TaskAction, outcome: ActionOutcome) -> None:
     """Count the items of a batch-create the cloud accepted (`ret_status: successful`)."""
     accepted = sum(1 for result in outcome.results if result.ok)
     if accepted:
-        TASKS.labels(TASK_KINDS[type(action)]).inc(accepted)
+        TASKS.labels(TASK_KINDS[action.verb]).inc(accepted)
 
 
 def record_reconcile_error(reason: str) -> None:

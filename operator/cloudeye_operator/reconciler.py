@@ -2,7 +2,7 @@
 
 Thin: every decision is the planner's (`cloudeye_operator.rollout`). This module only moves data
 between Kubernetes, Cloud Eye and the planner, in the order that makes a crash harmless: the status
-holding an action's intent is written before the action is run (rule 1).
+holding an action's intent is written before the action is run (guarantee 1).
 """
 
 from __future__ import annotations
@@ -16,52 +16,42 @@ from typing import Any, Final, Protocol
 
 from cloudeye_operator import faulthooks, logging_setup, metrics
 from cloudeye_operator.cloudeye.client import CloudEyeClient
-from cloudeye_operator.cloudeye.errors import (
-    ApiError,
-    AuthenticationError,
-    CloudEyeError,
-    RequestValidationError,
-)
-from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType, ListedTask
+from cloudeye_operator.cloudeye.errors import CloudEyeError
+from cloudeye_operator.cloudeye.models import ListedTask
 from cloudeye_operator.config import OperatorSettings
-from cloudeye_operator.credentials import Credentials, CredentialsError, from_secret_data, tag
-from cloudeye_operator.kube import KubeError, SecretNotFound
+from cloudeye_operator.credentials import Credentials, from_secret_data, tag
+from cloudeye_operator.errors import CredentialsError, KubeError, SecretNotFound
 from cloudeye_operator.listings import ProjectListing, SharedListings
 from cloudeye_operator.rollout import (
     ActionOutcome,
     Created,
-    CreateTasks,
-    Event,
     EventKind,
     Observation,
     PollMode,
-    RetryTasks,
-    RollbackTasks,
     RolloutSpec,
     RolloutStatus,
     SpecError,
+    Stage,
     TaskAction,
     choose_poll,
+    classify,
     observation_needs,
+    outcome_event,
     outcome_from_error,
     plan,
+    record_cause,
     record_outcome,
-    stalled,
+    retry_after,
     status_patch,
 )
-from cloudeye_operator.rollout.actions import outcome_event
 from cloudeye_operator.rollout.diff import status_patch_between
-from cloudeye_operator.rollout.outcome import observe_failed
-from cloudeye_operator.rollout.planner import api_error_reason
+from cloudeye_operator.rollout.polling import TaskCounts, listing_worth_it
 from cloudeye_operator.sessions import ClientPool, CloudTarget
 
 log = logging.getLogger(__name__)
 
-# Backoff for causes outside the spec that may fix themselves (a Secret created later, IAM hiccups).
-RETRY_STALLED_SECONDS: Final = 30.0
-# How long a cycle waits when the cloud could not be observed at all (transient errors).
-RETRY_OBSERVE_SECONDS: Final = 10.0
-_HOOK_NAMES: Final = {CreateTasks: "create", RetryTasks: "retry", RollbackTasks: "rollback"}
+# What a cycle may catch, by stage: anything else is a bug, and propagates (kopf retries the handler).
+_SETUP_ERRORS: Final = (SpecError, SecretNotFound, KubeError, CredentialsError, CloudEyeError)
 
 
 class StatusWriter(Protocol):
@@ -76,31 +66,39 @@ SecretReader = Callable[[str, str], Awaitable[Mapping[str, str]]]
 
 
 @dataclass
+class Memory:
+    """What the operator remembers between cycles to spend less (all of it can be lost: a restart
+    starts empty and costs one fuller cycle)."""
+
+    task_counts: TaskCounts = field(default_factory=TaskCounts)
+    """Last `count` of a whole-project listing, per (endpoint, project): the poll planner's estimate."""
+    listings: SharedListings[ProjectListing | int] = field(default_factory=SharedListings)
+    """Whole-project listings shared by the rollouts of a project (see listings.py)."""
+    specs: dict[str, tuple[int, RolloutSpec]] = field(default_factory=dict)
+    """The parsed spec of each rollout (namespace/name) with the generation it was parsed at."""
+
+
+@dataclass
 class Deps:
-    """What a cycle needs from the outside world (fakes in unit tests, real adapters in kopf)."""
+    """What a cycle needs from the outside world (fakes in unit tests, real adapters in kopf), and
+    the operator's memory."""
 
     settings: OperatorSettings
     pool: ClientPool
     read_secret: SecretReader
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    project_counts: dict[tuple[str | None, str], int] = field(default_factory=dict)
-    """Last `count` of a whole-project listing, per (endpoint, project): the poll planner's estimate."""
-    listings: SharedListings[ProjectListing | int] = field(default_factory=SharedListings)
-    """Whole-project listings shared by the rollouts of a project (see listings.py)."""
-
-    specs: dict[str, tuple[int, RolloutSpec]] = field(default_factory=dict)
-    """The parsed spec of each rollout (namespace/name) with the generation it was parsed at."""
+    memory: Memory = field(default_factory=Memory)
 
     def __post_init__(self) -> None:
-        self.listings.clock = lambda: self.clock().timestamp()  # the planner's clock, not another
+        self.memory.listings.clock = lambda: self.clock().timestamp()  # the planner's clock, not another
 
     def forget(self, namespace: str, name: str) -> None:
         """A rollout no longer followed (deleted, or settled): drop its parsed spec (a 10,000-server
         one is ~1 MB), its place in the shared listings, which would keep its servers' tasks, and its
         hold on a Cloud Eye client."""
         ref = rollout_ref(namespace, name)
-        self.specs.pop(ref, None)
-        self.listings.forget(ref)
+        self.memory.specs.pop(ref, None)
+        self.memory.listings.forget(ref)
         self.pool.release(ref)
 
 
@@ -128,7 +126,7 @@ class _Persisted:
     """The status as last written: diff against it so a patch carries only what changed.
 
     Given the server's dict, the first write diffs dicts; after that, and when the caller hands back
-    the model this process wrote, it diffs models (cost in proportion to what changed, rule 3).
+    the model this process wrote, it diffs models (cost in proportion to what changed, guarantee 3).
     """
 
     def __init__(self, rollout: Rollout) -> None:
@@ -173,69 +171,29 @@ async def reconcile(rollout: Rollout, deps: Deps) -> Cycle:
 async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float | None:
     status = persisted.status
     now = deps.clock()
-
-    async def stall(reason: str, message: str, retry: float | None) -> float | None:
-        log.warning("%s/%s stalled: %s: %s", rollout.namespace, rollout.name, reason, message)
-        metrics.record_reconcile_error(reason)
-        await persisted.write(stalled(status, reason, message, rollout.generation, now))
-        return retry
-
-    async def unobservable(error: CloudEyeError) -> float:
-        # Transient (5xx, 429, unreachable after the client's retries): say so in status, wait, retry.
-        log.warning("%s/%s: cannot observe Cloud Eye now: %s", rollout.namespace, rollout.name, error)
-        metrics.record_reconcile_error("ObserveFailed")
-        await persisted.write(observe_failed(status, str(error), rollout.generation, now))
-        return RETRY_OBSERVE_SECONDS
-
     ref = rollout_ref(rollout.namespace, rollout.name)
-    cached = deps.specs.get(ref)
+    stage = Stage.SPEC
     try:
-        # A spec only changes with its generation: parse it once per generation (38 ms at N=10,000).
-        if cached is not None and cached[0] == rollout.generation:
-            spec = cached[1]
-        else:
-            spec = RolloutSpec.parse(rollout.spec)
-            deps.specs[ref] = (rollout.generation, spec)
-    except SpecError as error:
-        return await stall("InvalidSpec", str(error), None)
-
-    target = _target(spec, deps.settings)
-    if isinstance(target, str):
-        return await stall("InvalidSpec", target, None)
-    try:
+        spec = _spec(rollout, deps, ref)
+        target = _target(spec, deps.settings)
+        stage = Stage.CREDENTIALS
         credentials = await _credentials(spec, rollout.namespace, deps)
-    except SecretNotFound as error:
-        return await stall("SecretNotFound", str(error), RETRY_STALLED_SECONDS)
-    except KubeError as error:
-        if error.status == 403:
-            # The operator's RBAC does not cover this Secret: say what to grant, where. (Names only: the
-            # error carries no response body, so nothing of the Secret can reach the message.)
-            advice = (
-                f"{error}: grant the operator's ServiceAccount get on secrets in namespace "
-                f"{rollout.namespace}: a RoleBinding there to ClusterRole cloudeye-operator-secret-reader, "
-                "see deploy/overlays/namespaced-secrets"
-            )
-            return await stall("SecretForbidden", advice, RETRY_STALLED_SECONDS)
-        return await stall("SecretUnreadable", str(error), RETRY_STALLED_SECONDS)
-    except CredentialsError as error:
-        return await stall("InvalidCredentials", str(error), RETRY_STALLED_SECONDS)
-    try:
+        stage = Stage.CLIENT
         client = await deps.pool.get(target, credentials, ref)
-    except RequestValidationError as error:
-        why = "UnsupportedRegion" if error.field == "region" else "InvalidSpec"
-        return await stall(why, f"spec.cloud.{error}", None)
-
-    try:
+        stage = Stage.OBSERVE
         observed = await _observe(client, spec, status, target, deps, ref)
-    except ApiError as error:
-        reason = api_error_reason(error.status)
-        if reason is not None:
-            return await stall(reason, f"listing tasks: {error}", RETRY_STALLED_SECONDS)
-        return await unobservable(error)
-    except AuthenticationError as error:
-        return await stall("AuthenticationFailed", str(error), RETRY_STALLED_SECONDS)
-    except CloudEyeError as error:
-        return await unobservable(error)
+    except _SETUP_ERRORS as error:
+        cause = classify(error, stage, namespace=rollout.namespace)
+        if cause is None:
+            raise
+        if cause.stalled:
+            log.warning("%s stalled: %s: %s", ref, cause.reason, cause.message)
+        else:
+            log.warning("%s: cannot observe Cloud Eye now: %s", ref, cause.message)
+        metrics.record_reconcile_error(cause.reason)
+        status = record_cause(status, cause, rollout.generation, now)
+        await persisted.write(status)
+        return retry_after(cause.reason, status.consecutive_errors or 1)
 
     faulthooks.reach("after-observe")
     credentials_tag = tag(credentials)
@@ -250,47 +208,58 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
     )
     del observed  # the listing's tasks: not held across the awaits below (50 rollouts cycle at once)
     status = result.status
-    await persisted.write(status)  # the intents are durable before any call (rule 1)
+    await persisted.write(status)  # the intents are durable before any call (guarantee 1)
 
-    events: list[Event] = []
-    for action in result.actions:
-        if isinstance(action, Event):
-            events.append(action)
-            continue
-        kind = _HOOK_NAMES[type(action)]
-        faulthooks.reach(f"before-{kind}")
-        with logging_setup.action_context(action):
+    events = list(result.events)
+    for task in result.tasks:
+        verb = task.verb.value
+        faulthooks.reach(f"before-{verb}")
+        with logging_setup.action_context(task):
             try:
-                outcome = await _run(client, action)
+                outcome = await _run(client, task)
             finally:
-                deps.listings.note_create(client)  # listings started before now may miss its tasks
-        if isinstance(outcome, Created) and target.project_key in deps.project_counts:
-            # Keep a known estimate current (an unknown one stays unknown: the first page will tell).
-            deps.project_counts[target.project_key] += sum(1 for item in outcome.results if item.ok)
-        metrics.record_tasks(action, outcome)
-        faulthooks.reach(f"after-{kind}")
-        status = record_outcome(status, action, outcome, deps.clock(), credentials_tag)
+                deps.memory.listings.note_create(client)  # listings started before now may miss its tasks
+        if isinstance(outcome, Created):
+            deps.memory.task_counts.created(target.project_key, sum(1 for item in outcome.results if item.ok))
+        metrics.record_tasks(task, outcome)
+        faulthooks.reach(f"after-{verb}")
+        status = record_outcome(status, task, outcome, deps.clock(), credentials_tag)
         await persisted.write(status)
-        trouble = outcome_event(action, outcome)
+        trouble = outcome_event(task, outcome)
         if trouble is not None:
             events.append(trouble)
     for event in events:  # what a person reads in `kubectl describe`, also in the log
         level = logging.WARNING if event.kind is EventKind.WARNING else logging.INFO
-        log.log(level, "%s/%s %s: %s", rollout.namespace, rollout.name, event.reason, event.message)
+        log.log(level, "%s %s: %s", ref, event.reason, event.message)
         if deps.settings.post_events:
             rollout.post_event(event.kind.value, event.reason, event.message)
     return result.requeue_after
 
 
-def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget | str:
+def _spec(rollout: Rollout, deps: Deps, ref: str) -> RolloutSpec:
+    """The parsed spec; a spec only changes with its generation, so it is parsed once per generation
+    (38 ms at N=10,000)."""
+    cached = deps.memory.specs.get(ref)
+    if cached is not None and cached[0] == rollout.generation:
+        return cached[1]
+    spec = RolloutSpec.parse(rollout.spec)
+    deps.memory.specs[ref] = (rollout.generation, spec)
+    return spec
+
+
+def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget:
     cloud = spec.cloud
     region = (cloud.region if cloud else None) or settings.region
     project = (cloud.project_id if cloud else None) or settings.project_id
     endpoint = (cloud.endpoint if cloud else None) or settings.endpoint
     if not project:
-        return "spec.cloud.projectId: not set, and the operator has no CLOUDEYE_PROJECT_ID default"
+        raise SpecError(
+            "spec.cloud.projectId", "not set, and the operator has no CLOUDEYE_PROJECT_ID default"
+        )
     if not region and not endpoint:
-        return "spec.cloud.region: not set, and the operator has no CLOUDEYE_REGION or CLOUDEYE_ENDPOINT"
+        raise SpecError(
+            "spec.cloud.region", "not set, and the operator has no CLOUDEYE_REGION or CLOUDEYE_ENDPOINT"
+        )
     return CloudTarget(
         region=region, project_id=project, endpoint=endpoint, iam_endpoint=settings.iam_endpoint
     )
@@ -319,16 +288,19 @@ async def _observe(
     deps: Deps,
     consumer: str,
 ) -> Observation:
+    memory = deps.memory
     needs = observation_needs(spec, status)
     key = target.project_key
     per_item = len(needs.invocation_ids) + len(needs.instance_ids)
     poll = choose_poll(
-        len(needs.invocation_ids), deps.project_counts.get(key), instances_to_list=len(needs.instance_ids)
+        len(needs.invocation_ids),
+        memory.task_counts.estimate(key),
+        instances_to_list=len(needs.instance_ids),
     )
     if poll.mode is PollMode.PROJECT:
         # Only this rollout's tasks: memory grows with the rollouts, not with the project's history.
         wanted = spec.instance_ids
-        listing = await deps.listings.get_part(
+        listing = await memory.listings.get_part(
             client,
             consumer,
             frozenset(wanted),
@@ -336,10 +308,10 @@ async def _observe(
             _covers,
         )
         if isinstance(listing, ProjectListing):
-            deps.project_counts[key] = listing.count
+            memory.task_counts.listed(key, listing.count)
             return Observation.of(listing.tasks_of(wanted))
-        deps.project_counts[key] = listing  # bigger than asking task by task: its first page said so
-    deps.listings.forget(consumer)  # not listing the project now: its listings need not keep our tasks
+        memory.task_counts.listed(key, listing)  # bigger than asking task by task: its first page said so
+    memory.listings.forget(consumer)  # not listing the project now: its listings need not keep our tasks
     if poll.mode is PollMode.NONE:
         return Observation.of([], instances_listed=())
     queries = [client.list_invocations(invocation_id=i) for i in needs.invocation_ids]
@@ -358,35 +330,26 @@ async def _list_project(
 ) -> ProjectListing | int:
     """Every task of the project's instances in `kept()` (asked once every page is in: rollouts may join
     the listing while it pages); or, when the project's size was unknown and the first page shows that
-    per-item queries are cheaper (rule 3), just the project's task count."""
+    per-item queries are cheaper (guarantee 3), just the project's task count."""
     pages: list[list[ListedTask]] = []
     count = calls = 0
     async for page, total in client.iter_invocations():
         calls, count = calls + 1, total
-        if known_calls is None and calls == 1 and -(-total // MAX_PAGE_LIMIT) > per_item + 1:
+        if known_calls is None and calls == 1 and not listing_worth_it(total, per_item, pages_done=1):
             return total
         pages.append(page)
     return ProjectListing.collect(pages, kept(), count, calls)
 
 
-async def _run(client: CloudEyeClient, action: TaskAction) -> ActionOutcome:
+async def _run(client: CloudEyeClient, task: TaskAction) -> ActionOutcome:
     try:
-        match action:
-            case CreateTasks():
-                results = await client.batch_create(
-                    action.invocation_type,
-                    instance_ids=action.instance_ids,
-                    version_type=action.version_type,
-                    version=action.version,
-                )
-            case RetryTasks():
-                results = await client.batch_create(
-                    InvocationType.RETRY, invocation_ids=action.invocation_ids
-                )
-            case RollbackTasks():
-                results = await client.batch_create(
-                    InvocationType.ROLLBACK, invocation_ids=action.invocation_ids
-                )
+        results = await client.batch_create(
+            task.invocation_type,
+            instance_ids=task.instance_ids or None,
+            invocation_ids=task.invocation_ids or None,
+            version_type=task.version_type,
+            version=task.version,
+        )
     except (TimeoutError, CloudEyeError) as error:
         return outcome_from_error(error)
     return Created(results)

@@ -1,6 +1,6 @@
 """One Cloud Eye client per (endpoint, project, credentials), shared by the rollouts that use them.
 
-Sharing keeps one rate limiter per endpoint for the whole operator (rule 3) and one IAM token per
+Sharing keeps one rate limiter per endpoint for the whole operator (guarantee 3) and one IAM token per
 user. A rotated Secret has a new fingerprint, so it gets a new client without a restart. A client is
 closed when no rollout uses it any more: rollouts with different Secrets for one project run side
 by side, and one rotating its Secret never closes a client another is calling with.

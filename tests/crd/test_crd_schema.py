@@ -265,6 +265,7 @@ def test_status_is_typed_not_preserved() -> None:
         "startedAt",
         "lastProgressAt",
         "deadlineExceededGeneration",
+        "consecutiveErrors",
         "apiError",
         "summary",
         "instances",

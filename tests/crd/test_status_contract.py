@@ -35,17 +35,21 @@ import yaml
 from pydantic import BaseModel
 
 from cloudeye_operator.cloudeye.models import BatchCreateInvocationInfo, InvocationType, RetStatus
+from cloudeye_operator.errors import SecretNotFound
 from cloudeye_operator.rollout import (
-    Action,
     ActionOutcome,
     CallFailed,
     Created,
     Observation,
     Plan,
-    RetryTasks,
     RolloutSpec,
     SpecError,
+    Stage,
+    TaskAction,
+    Verb,
+    classify,
     plan,
+    record_cause,
     record_outcome,
 )
 from cloudeye_operator.rollout.conditions import Condition
@@ -237,7 +241,7 @@ def drive(
     sim: Sim,
     now: datetime,
     seen: list[RolloutStatus],
-    answer: Callable[[Action], ActionOutcome] | None = None,
+    answer: Callable[[TaskAction], ActionOutcome] | None = None,
 ) -> Plan:
     """One handler cycle (plan, persist, call, record, persist), keeping every status persisted.
 
@@ -329,7 +333,7 @@ def _confirmed_and_preexisting(seen: list[RolloutStatus]) -> None:
     cloud.tasks["foreign-1"] = task("foreign-1", "ecs-c1", "INSTALL", "RUNNING", at(0))
     sim = Sim(make_spec(["ecs-c0", "ecs-c1", "ecs-c2"], action="INSTALL"), cloud=cloud)
 
-    def confirmed_without_id(action: Action) -> ActionOutcome:
+    def confirmed_without_id(action: TaskAction) -> ActionOutcome:
         ok = RetStatus.SUCCESSFUL
         return Created(
             [
@@ -355,6 +359,18 @@ def _deadline(seen: list[RolloutStatus]) -> None:
     drive(sim, at(90), seen)
 
 
+def _secret_missing(seen: list[RolloutStatus]) -> None:
+    """Two cycles in a row stop before planning: the Secret is missing (consecutiveErrors counts)."""
+    sim = Sim(make_spec(["ecs-s0"]), cloud=FakeCloud())
+    drive(sim, at(0), seen)
+    cause = classify(SecretNotFound("Secret default/cloud not found"), Stage.CREDENTIALS)
+    assert cause is not None
+    status = sim.status
+    for n in (1, 2):
+        status = record_cause(status, cause, sim.generation, at(n))
+        seen.append(status)
+
+
 @functools.cache
 def planner_statuses() -> tuple[RolloutStatus, ...]:
     seen: list[RolloutStatus] = []
@@ -364,6 +380,7 @@ def planner_statuses() -> tuple[RolloutStatus, ...]:
         _rollback_action,
         _confirmed_and_preexisting,
         _deadline,
+        _secret_missing,
     ):
         scenario(seen)
     return tuple(seen)
@@ -425,6 +442,7 @@ def full_status() -> RolloutStatus:
             "summary": summarize(instances.values()),
             "intents": intents,
             "api_error": api_error,
+            "consecutive_errors": 2,
         }
     )
 
@@ -497,7 +515,7 @@ def test_cloud_values_of_any_length_are_written_whole() -> None:
     sim = Sim(spec, cloud=cloud)
     tid = "t" + "0" * 200
 
-    def answer(action: Action) -> ActionOutcome:
+    def answer(action: TaskAction) -> ActionOutcome:
         return Created(
             [
                 BatchCreateInvocationInfo(
@@ -515,7 +533,7 @@ def test_cloud_values_of_any_length_are_written_whole() -> None:
     )
     drive(sim, at(15), seen)  # ecs-l0 failed: a retry of the long task id is scheduled
     p = drive(sim, at(45), seen, lambda _: CallFailed(500, long, long))
-    assert any(isinstance(a, RetryTasks) for a in task_actions(p))
+    assert any(a.verb is Verb.RETRY for a in task_actions(p))
     assert sim.status.api_error is not None
     assert sim.status.api_error.error_code == long
     problems = {f"status #{n}": found for n, s in enumerate(seen) if (found := contract_violations(s))}

@@ -1,7 +1,7 @@
 """What the planner asks the handler to do, and what the handler reports back.
 
-Task actions carry any number of ids: the client sends ⌈n/100⌉ calls. The planner emits at most one of
-each kind per cycle, so creating work for N instances costs ⌈N/100⌉ calls (rule 3).
+A task action carries any number of ids: the client sends ⌈n/100⌉ calls. The planner emits at most one
+per invocation type and cycle, so creating work for N instances costs ⌈N/100⌉ calls (guarantee 3).
 """
 
 from __future__ import annotations
@@ -9,15 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
-from cloudeye_operator.cloudeye.errors import (
-    AmbiguousCreateError,
-    ApiError,
-    AuthenticationError,
-    CloudEyeError,
-    RequestValidationError,
-    TransportError,
-)
 from cloudeye_operator.cloudeye.models import BatchCreateInvocationInfo, InvocationType, VersionType
 
 
@@ -26,31 +19,65 @@ class EventKind(StrEnum):
     WARNING = "Warning"
 
 
+class EventReason(StrEnum):
+    """Reasons of the Events that are not a condition's reason (those are `causes.Reason`)."""
+
+    STARTED = "Started"
+    ADOPTED = "Adopted"
+    CREATING = "Creating"
+    RETRYING = "Retrying"
+    GAVE_UP = "GaveUp"
+    SKIPPED = "Skipped"
+    FAILED = "Failed"
+    RESUMED = "Resumed"
+    CALL_FAILED = "CallFailed"
+    CALL_UNANSWERED = "CallUnanswered"
+    REFUSED = "Refused"
+
+
+class Verb(StrEnum):
+    """What a task action does, as people (metrics, logs, fault hooks) name it."""
+
+    CREATE = "create"
+    RETRY = "retry"
+    ROLLBACK = "rollback"
+
+
+VERBS: Final[dict[InvocationType, Verb]] = {
+    InvocationType.INSTALL: Verb.CREATE,
+    InvocationType.UPDATE: Verb.CREATE,
+    InvocationType.RETRY: Verb.RETRY,
+    InvocationType.ROLLBACK: Verb.ROLLBACK,
+}
+
+
 @dataclass(frozen=True, slots=True)
-class CreateTasks:
-    """batch-create INSTALL/UPDATE tasks for these instances."""
+class TaskAction:
+    """One batch-create of `invocation_type` (sent as ⌈len(ids)/100⌉ calls): INSTALL/UPDATE name the
+    instances, RETRY/ROLLBACK name the tasks they act on."""
 
     intent_key: str
     invocation_type: InvocationType
-    instance_ids: tuple[str, ...]
+    ids: tuple[str, ...]
     version_type: VersionType | None = None
     version: str | None = None
 
+    @property
+    def verb(self) -> Verb:
+        return VERBS[self.invocation_type]
 
-@dataclass(frozen=True, slots=True)
-class RetryTasks:
-    """batch-create RETRY for these failed tasks."""
+    @property
+    def on_tasks(self) -> bool:
+        """True for RETRY/ROLLBACK: `ids` are task ids (invocation_ids), not instance ids."""
+        return not self.invocation_type.targets_instances
 
-    intent_key: str
-    invocation_ids: tuple[str, ...]
+    @property
+    def instance_ids(self) -> tuple[str, ...]:
+        return () if self.on_tasks else self.ids
 
-
-@dataclass(frozen=True, slots=True)
-class RollbackTasks:
-    """batch-create ROLLBACK for these SUCCEEDED UPDATE tasks."""
-
-    intent_key: str
-    invocation_ids: tuple[str, ...]
+    @property
+    def invocation_ids(self) -> tuple[str, ...]:
+        return self.ids if self.on_tasks else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +86,8 @@ class Event:
 
     kind: EventKind
     reason: str
+    """A `causes.Reason` or an `EventReason`."""
     message: str
-
-
-TaskAction = CreateTasks | RetryTasks | RollbackTasks
-Action = CreateTasks | RetryTasks | RollbackTasks | Event
 
 
 # --- Outcomes of a task action ----------------------------------------------------------------
@@ -108,17 +132,19 @@ ActionOutcome = Created | Ambiguous | CallFailed
 def outcome_event(action: TaskAction, outcome: ActionOutcome) -> Event | None:
     """A Warning event for an outcome a person should hear about (record_outcome returns only a
     status): a call refused as a whole, an unanswered call, or items refused one by one."""
-    noun = {CreateTasks: "create", RetryTasks: "retry", RollbackTasks: "rollback"}[type(action)]
+    noun = action.verb.value
     if isinstance(outcome, CallFailed):
         head = f"HTTP {outcome.http_status}" if outcome.http_status is not None else "no answer"
         code = f" {outcome.error_code}" if outcome.error_code else ""
         return Event(
-            EventKind.WARNING, "CallFailed", f"{noun} call failed ({head}{code}): {outcome.error_msg}"
+            EventKind.WARNING,
+            EventReason.CALL_FAILED,
+            f"{noun} call failed ({head}{code}): {outcome.error_msg}",
         )
     if isinstance(outcome, Ambiguous):
         return Event(
             EventKind.WARNING,
-            "CallUnanswered",
+            EventReason.CALL_UNANSWERED,
             f"{noun} call may or may not have been applied; the next listing settles it",
         )
     refused = [item for item in outcome.results if not item.ok]
@@ -129,28 +155,8 @@ def outcome_event(action: TaskAction, outcome: ActionOutcome) -> Event | None:
         )
         more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
         return Event(
-            EventKind.WARNING, "Refused", f"Cloud Eye refused {len(refused)} {noun}(s): {shown}{more}"
+            EventKind.WARNING,
+            EventReason.REFUSED,
+            f"Cloud Eye refused {len(refused)} {noun}(s): {shown}{more}",
         )
     return None
-
-
-def outcome_from_error(error: BaseException) -> ActionOutcome:
-    """The outcome of a task action that raised `error`.
-
-    Anything not known to mean "nothing was sent" (including a bug or a cancellation mid-call) is
-    Ambiguous: listing will tell, and a task is never created twice (rule 1).
-    """
-    progress = error.progress if isinstance(error, CloudEyeError) else None
-    done: Sequence[BatchCreateInvocationInfo] = progress.completed if progress else ()
-    if isinstance(error, AmbiguousCreateError):
-        return Ambiguous(results=done, ids=[*error.instance_ids, *error.invocation_ids])
-    if isinstance(error, ApiError):
-        return CallFailed(error.status, error.error_code, error.error_msg, done)
-    if isinstance(error, RequestValidationError):
-        return CallFailed(None, None, f"request refused before sending: {error}", done)
-    if isinstance(error, AuthenticationError):
-        return CallFailed(401, None, str(error), done)
-    if isinstance(error, TransportError):
-        # The client raises TransportError only when no attempt reached the cloud.
-        return CallFailed(None, None, f"Cloud Eye unreachable: {error}", done)
-    return Ambiguous(results=done, ids=None)

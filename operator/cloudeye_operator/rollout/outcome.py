@@ -5,17 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from cloudeye_operator.cloudeye.models import InvocationType
-from cloudeye_operator.rollout.actions import (
-    Action,
-    ActionOutcome,
-    Ambiguous,
-    CallFailed,
-    Created,
-    Event,
-)
+from cloudeye_operator.rollout.actions import ActionOutcome, Ambiguous, CallFailed, Created, TaskAction
 from cloudeye_operator.rollout.book import Book, intent_subset
+from cloudeye_operator.rollout.causes import CAUSES, Cause, Reason, call_reason
 from cloudeye_operator.rollout.conditions import READY, RECONCILING, STALLED, set_condition, utc_seconds
-from cloudeye_operator.rollout.planner import R_API_UNAVAILABLE, api_error_reason, describe_api_error
+from cloudeye_operator.rollout.report import describe_call_error
 from cloudeye_operator.rollout.status import (
     ApiErrorRecord,
     Failure,
@@ -28,7 +22,7 @@ from cloudeye_operator.rollout.status import (
 
 def record_outcome(
     status: RolloutStatus,
-    action: Action,
+    action: TaskAction,
     outcome: ActionOutcome,
     now: datetime,
     credentials: str | None = None,
@@ -43,12 +37,11 @@ def record_outcome(
     - Ambiguous: those items stay in the intent; the next plan adopts (or, if nothing was created,
       releases) them from the listing;
     - CallFailed: nothing was created for the unanswered items: released; the error is recorded so no
-      new call is made for a while with the same `credentials` (a tag, see credentials.tag); 4xx
-      makes the rollout Stalled with a reason naming the cause.
+      new call is made for a while with the same `credentials` (a tag, see credentials.tag), a while
+      that doubles with each refused call in a row; 4xx makes the rollout Stalled with a reason
+      naming the cause.
     Items the cloud did not answer at all (a short answer) stay in the intent, like Ambiguous ones.
     """
-    if isinstance(action, Event):
-        return status
     intent = status.intents.get(action.intent_key)
     if intent is None:
         return status
@@ -127,24 +120,40 @@ def record_outcome(
     if any_success:
         update["api_error"] = None
     if isinstance(outcome, CallFailed):
+        generation = status.observed_generation
+        prior = status.api_error
+        again = prior is not None and prior.generation == generation and prior.credentials == credentials
         error = ApiErrorRecord(
             http_status=outcome.http_status,
             error_code=outcome.error_code,
             message=outcome.error_msg or "",
             time=now,
-            generation=status.observed_generation,
+            generation=generation,
             credentials=credentials,
+            count=prior.count + 1 if prior is not None and again else 1,
         )
         update["api_error"] = error
-        reason = api_error_reason(outcome.http_status)
-        if reason is not None:
+        reason = call_reason(outcome.http_status)
+        if CAUSES[reason].stalled:
             stalled_status = status.model_copy(update=update)
-            return stalled(stalled_status, reason, describe_api_error(error), status.observed_generation, now)
+            return stalled(stalled_status, reason, describe_call_error(error), generation, now)
     return status.model_copy(update=update)
 
 
+def record_cause(status: RolloutStatus, cause: Cause, generation: int, now: datetime) -> RolloutStatus:
+    """The status after a cycle that stopped before planning on `cause` (see causes.classify): Stalled
+    or, for a transient cause, Reconciling says so; `consecutiveErrors` counts such cycles in a row
+    (it sets the wait before the next one: causes.retry_after). A spec change starts the count anew."""
+    count = (status.consecutive_errors or 0) + 1 if status.observed_generation == generation else 1
+    if cause.stalled:
+        status = stalled(status, cause.reason, cause.message, generation, now)
+    else:
+        status = observe_failed(status, cause.message, generation, now)
+    return status.model_copy(update={"consecutive_errors": count})
+
+
 def stalled(
-    status: RolloutStatus, reason: str, message: str, generation: int, now: datetime
+    status: RolloutStatus, reason: Reason, message: str, generation: int, now: datetime
 ) -> RolloutStatus:
     """The status for a cause found outside the planner (missing Secret, unsupported region, invalid
     spec, refused credentials): Stalled=True, Ready=False, Reconciling=False, all with `reason` (CamelCase)
@@ -160,15 +169,9 @@ def stalled(
 
 def observe_failed(status: RolloutStatus, message: str, generation: int, now: datetime) -> RolloutStatus:
     """The status while Cloud Eye cannot be listed (after the client's own retries): Reconciling says
-    so, naming the cloud's error, until a cycle observes again. Nothing else changes: no instance
-    state is guessed, and the next successful plan rewrites the condition."""
+    so, naming the cloud's error (`message`), until a cycle observes again. Nothing else changes: no
+    instance state is guessed, and the next successful plan rewrites the condition."""
     conditions = set_condition(
-        status.conditions,
-        RECONCILING,
-        True,
-        R_API_UNAVAILABLE,
-        f"cannot list Cloud Eye tasks: {message}",
-        generation,
-        now,
+        status.conditions, RECONCILING, True, Reason.CLOUD_EYE_UNAVAILABLE, message, generation, now
     )
     return status.model_copy(update={"conditions": conditions})

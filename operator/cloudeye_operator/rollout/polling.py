@@ -1,6 +1,6 @@
 """How to look at Cloud Eye each cycle: what the planner needs listed, and the cheapest calls for it.
 
-Rule 3 (bounded traffic): the whole project costs ⌈count/100⌉ list calls (pages of 100); a task known
+Guarantee 3 (bounded traffic): the whole project costs ⌈count/100⌉ list calls (pages of 100); a task known
 by id costs one GET filtered by invocation_id; an instance whose tasks must be discovered (an intent to
 settle, the history action ROLLBACK reads) costs one GET filtered by instance_id. The cheaper wins.
 """
@@ -50,6 +50,36 @@ class PollNeeds:
     instance_ids: tuple[str, ...]
 
 
+def project_pages(task_count: int) -> int:
+    """List calls for a paged listing of a project holding `task_count` tasks (at least one)."""
+    return max(1, -(-task_count // MAX_PAGE_LIMIT))
+
+
+def listing_worth_it(task_count: int, per_item: int, *, pages_done: int = 0) -> bool:
+    """Whether to (go on) list(ing) the whole project rather than query `per_item` tasks and instances
+    one by one: the listing's pages still to fetch cost no more calls. On a tie the listing wins: one
+    consistent snapshot that covers every instance. The pages already fetched are spent either way."""
+    return project_pages(task_count) - pages_done <= per_item
+
+
+class TaskCounts:
+    """The last known task count of each project (its listing's `count`): what `choose_poll` estimates
+    from. A count only becomes known by listing; creates keep a known one current."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str | None, str], int] = {}
+
+    def estimate(self, project: tuple[str | None, str]) -> int | None:
+        return self._counts.get(project)
+
+    def listed(self, project: tuple[str | None, str], count: int) -> None:
+        self._counts[project] = count
+
+    def created(self, project: tuple[str | None, str], tasks: int) -> None:
+        if project in self._counts:  # (an unknown count stays unknown: the first page will tell)
+            self._counts[project] += tasks
+
+
 def choose_poll(
     unfinished_invocation_ids: int,
     project_task_count_estimate: int | None,
@@ -71,9 +101,8 @@ def choose_poll(
         if per_item == 1:
             return PollPlan(PollMode.PER_ITEM, 1)
         return PollPlan(PollMode.PROJECT, None)
-    project = max(1, -(-project_task_count_estimate // MAX_PAGE_LIMIT))
-    if project <= per_item:
-        return PollPlan(PollMode.PROJECT, project)
+    if listing_worth_it(project_task_count_estimate, per_item):
+        return PollPlan(PollMode.PROJECT, project_pages(project_task_count_estimate))
     return PollPlan(PollMode.PER_ITEM, per_item)
 
 
@@ -83,7 +112,7 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
     - every tracked unfinished task (PENDING/RUNNING/ROLLING_BACK), by id;
     - every instance whose whole history the plan needs (by instance): those in an intent (the new
       task can only be found by listing the instance), and those the plan may start work on, since
-      an intent is only made for an instance whose history was listed in the same cycle (rule 1: the
+      an intent is only made for an instance whose history was listed in the same cycle (guarantee 1: the
       intent names every task that could pass for its own). These are the retries scheduled or held,
       the rollbacks not started, and the first maxInFlight servers not started in spec order (all of
       them, when a new revision is about to reset every server);

@@ -405,6 +405,9 @@ class ApiErrorRecord(_StatusModel):
     credentials: str | None = None
     """A tag of the credentials the call was made with (`credentials.tag`: reveals nothing of them).
     The hold after a refused call is for those credentials: rotated ones are used at once."""
+    count: int = 1
+    """Calls refused in a row with these credentials for this generation: the wait after the last one
+    doubles with each (causes.retry_after)."""
 
 
 class RolloutStatus(_StatusModel):
@@ -425,6 +428,10 @@ class RolloutStatus(_StatusModel):
     api_error: ApiErrorRecord | None = None
     deadline_exceeded_generation: int | None = None
     """The generation whose progress deadline fired: it starts no new task until the spec changes."""
+    consecutive_errors: int | None = None
+    """Cycles in a row that ended on a cause found before planning (a missing Secret, an unlistable
+    cloud): the wait before the next cycle doubles with each (causes.retry_after). None (left out of
+    the status) once a cycle plans."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RolloutStatus:

@@ -18,17 +18,15 @@ from cloudeye_operator.cloudeye.models import (
     RetStatus,
 )
 from cloudeye_operator.rollout import (
-    Action,
     ActionOutcome,
     Created,
-    CreateTasks,
     Event,
     Observation,
     Plan,
-    RetryTasks,
-    RollbackTasks,
     RolloutSpec,
     RolloutStatus,
+    TaskAction,
+    Verb,
     plan,
     record_outcome,
 )
@@ -80,12 +78,12 @@ def observe(*tasks: InvocationInfo, listed: Iterable[str] | None = None) -> Obse
     return Observation.of(tasks, instances_listed=listed)
 
 
-def task_actions(p: Plan) -> list[Action]:
-    return [a for a in p.actions if not isinstance(a, Event)]
+def task_actions(p: Plan) -> list[TaskAction]:
+    return list(p.tasks)
 
 
 def events(p: Plan) -> list[Event]:
-    return [a for a in p.actions if isinstance(a, Event)]
+    return list(p.events)
 
 
 def reasons(p: Plan) -> list[str]:
@@ -109,7 +107,7 @@ class Cloud:
     refuse: set[str] = field(default_factory=set)
     """Instances whose next create is refused (ret_status: error), then forgotten."""
     refuse_always: set[str] = field(default_factory=set)
-    calls: list[Action] = field(default_factory=list)
+    calls: list[TaskAction] = field(default_factory=list)
     counter: int = 0
 
     def _new(self, instance: str, kind: InvocationType, now: datetime) -> InvocationInfo:
@@ -118,17 +116,13 @@ class Cloud:
         self.tasks[created.invocation_id] = created
         return created
 
-    def run(self, action: Action, now: datetime) -> ActionOutcome:
+    def run(self, action: TaskAction, now: datetime) -> ActionOutcome:
         self.calls.append(action)
         results: list[BatchCreateInvocationInfo] = []
-        if isinstance(action, CreateTasks):
-            targets = [(iid, action.invocation_type) for iid in action.instance_ids]
-        elif isinstance(action, RetryTasks):
-            targets = [(self.tasks[t].instance_id, InvocationType.RETRY) for t in action.invocation_ids]
-        elif isinstance(action, RollbackTasks):
-            targets = [(self.tasks[t].instance_id, InvocationType.ROLLBACK) for t in action.invocation_ids]
+        if action.on_tasks:
+            targets = [(self.tasks[t].instance_id, action.invocation_type) for t in action.ids]
         else:
-            raise TypeError(action)
+            targets = [(iid, action.invocation_type) for iid in action.ids]
         for iid, kind in targets:
             if iid in self.refuse or iid in self.refuse_always:
                 self.refuse.discard(iid)
@@ -157,8 +151,8 @@ class Cloud:
         for iid in instances:
             self.set(self.latest(iid).invocation_id, status)
 
-    def count(self, kind: type) -> int:
-        return sum(1 for a in self.calls if isinstance(a, kind))
+    def count(self, verb: Verb) -> int:
+        return sum(1 for a in self.calls if a.verb is verb)
 
 
 @dataclass
@@ -225,10 +219,8 @@ def shape(p: Plan) -> list[tuple[str, tuple[str, ...]]]:
     """Task actions as (kind, ids) for compact expectations."""
     out: list[tuple[str, tuple[str, ...]]] = []
     for action in task_actions(p):
-        if isinstance(action, CreateTasks):
-            out.append((f"create-{action.invocation_type.lower()}", action.instance_ids))
-        elif isinstance(action, RetryTasks):
-            out.append(("retry", action.invocation_ids))
-        elif isinstance(action, RollbackTasks):
-            out.append(("rollback", action.invocation_ids))
+        if action.verb is Verb.CREATE:
+            out.append((f"create-{action.invocation_type.lower()}", action.ids))
+        else:
+            out.append((action.verb.value, action.ids))
     return out

@@ -8,10 +8,10 @@ from cloudeye_operator.cloudeye.models import BatchCreateInvocationInfo, RetStat
 from cloudeye_operator.rollout import (
     Ambiguous,
     Created,
-    CreateTasks,
-    RetryTasks,
     RolloutSpec,
     RolloutStatus,
+    TaskAction,
+    Verb,
     plan,
     record_outcome,
 )
@@ -23,11 +23,11 @@ from ._sim import Cloud, Sim, at, ids, make_spec, make_status, observe, reasons,
 I = ids(10)  # noqa: E741
 
 
-def first_plan(n: int = 2) -> tuple[RolloutSpec, RolloutStatus, CreateTasks]:
+def first_plan(n: int = 2) -> tuple[RolloutSpec, RolloutStatus, TaskAction]:
     spec = make_spec(I[:n])
     p = plan(spec, 1, RolloutStatus(), observe(), at(0))
     (action,) = task_actions(p)
-    assert isinstance(action, CreateTasks)
+    assert action.verb is Verb.CREATE
     return spec, p.status, action
 
 
@@ -69,10 +69,10 @@ def test_crash_before_the_create_recreates_exactly_once() -> None:
     later = at(INTENT_RELEASE_AFTER.total_seconds())
     again = sim.cycle(later)  # nothing listed for the intent: released and created again
     assert shape(again) == [("create-update", (I[0], I[1]))]
-    assert sim.cloud.count(CreateTasks) == 1
+    assert sim.cloud.count(Verb.CREATE) == 1
     for _ in range(3):
         sim.cycle(later)
-    assert sim.cloud.count(CreateTasks) == 1
+    assert sim.cloud.count(Verb.CREATE) == 1
     assert len(sim.cloud.tasks) == 2
     assert {r.attempts for r in sim.status.instances.values()} == {1}
 
@@ -157,7 +157,7 @@ def test_retry_intent_adopts_the_retry_task_or_an_in_place_rerun() -> None:
     failed = [task("t0", I[0], status="FAILED"), task("t1", I[1], status="FAILED")]
     p = plan(spec, 1, status, observe(*failed), at(10))
     (action,) = task_actions(p)
-    assert isinstance(action, RetryTasks)
+    assert action.verb is Verb.RETRY
     assert action.invocation_ids == ("t0", "t1")
     listed = observe(
         task("r0", I[0], "RETRY", "RUNNING", at(11)),  # a new RETRY task
@@ -195,7 +195,7 @@ def test_ambiguous_then_listed_is_adopted() -> None:
     sim.status = status
     settled = sim.cycle(at(15))
     assert shape(settled) == []
-    assert sim.cloud.count(CreateTasks) == 1
+    assert sim.cloud.count(Verb.CREATE) == 1
     assert {r.state for r in sim.status.instances.values()} == {"PENDING"}
 
 

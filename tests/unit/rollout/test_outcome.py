@@ -19,16 +19,16 @@ from cloudeye_operator.rollout import (
     Ambiguous,
     CallFailed,
     Created,
-    CreateTasks,
-    Event,
     EventKind,
     RolloutStatus,
+    TaskAction,
+    Verb,
     outcome_from_error,
     plan,
     record_outcome,
     stalled,
 )
-from cloudeye_operator.rollout.planner import API_ERROR_RETRY_AFTER
+from cloudeye_operator.rollout.causes import call_reason, retry_after
 
 from ._sim import Cloud, Sim, at, cond, ids, make_spec, observe, shape, task_actions
 
@@ -48,11 +48,11 @@ def refused(iid: str) -> BatchCreateInvocationInfo:
     )
 
 
-def start(n: int, **spec: Any) -> tuple[Any, RolloutStatus, CreateTasks]:
+def start(n: int, **spec: Any) -> tuple[Any, RolloutStatus, TaskAction]:
     s = make_spec(I[:n], **spec)
     p = plan(s, 1, RolloutStatus(), observe(), at(0))
     action = task_actions(p)[0]
-    assert isinstance(action, CreateTasks)
+    assert action.verb is Verb.CREATE
     return s, p.status, action
 
 
@@ -124,20 +124,22 @@ def test_call_failed_releases_holds_and_reports(
         assert after.phase == "Stalled"
         assert code is not None
         assert code in next(c for c in after.conditions if c.type == "Stalled").message
-    # The next plans hold new calls for a while, then try once more.
-    held = plan(spec, 1, after, observe(), at(30))
+    # The next plans hold new calls for the cause's wait, then try once more.
+    wait = retry_after(call_reason(http), 1)
+    assert wait is not None
+    held = plan(spec, 1, after, observe(), at(wait))
     assert shape(held) == []
-    assert held.requeue_after == API_ERROR_RETRY_AFTER.total_seconds() - 29
+    assert held.requeue_after == 1.0
     if stalls:
         assert cond(held.status, "Stalled") == ("True", reason)
     else:
         assert cond(held.status, "Reconciling") == ("True", reason)
         assert cond(held.status, "Stalled")[0] == "False"
-    retried = plan(spec, 1, held.status, observe(), at(1 + API_ERROR_RETRY_AFTER.total_seconds()))
+    retried = plan(spec, 1, held.status, observe(), at(1 + wait))
     assert shape(retried) == [("create-update", (I[0], I[1]))]
     # Success clears the error.
     action2 = task_actions(retried)[0]
-    assert isinstance(action2, CreateTasks)
+    assert action2.verb is Verb.CREATE
     done = record_outcome(retried.status, action2, Created([ok(I[0], "t0"), ok(I[1], "t1")]), at(62))
     assert done.api_error is None
     assert cond(plan(spec, 1, done, observe(), at(70)).status, "Stalled") == ("False", "AsExpected")
@@ -159,7 +161,7 @@ def test_refusals_are_retried_up_to_the_limit_then_given_up() -> None:
         sim.cycle(at(step * 10))
         for t in sim.cloud.tasks.values():
             sim.cloud.set(t.invocation_id, "SUCCEEDED")
-    creates_for_0 = sum(I[0] in a.instance_ids for a in sim.cloud.calls if isinstance(a, CreateTasks))
+    creates_for_0 = sum(I[0] in a.instance_ids for a in sim.cloud.calls if a.verb is Verb.CREATE)
     assert creates_for_0 == 3  # the first attempt and 2 retries
     r = sim.status.instances[I[0]]
     assert (r.state, r.attempts) == ("GAVE_UP", 3)
@@ -167,10 +169,9 @@ def test_refusals_are_retried_up_to_the_limit_then_given_up() -> None:
     assert sim.status.phase == "Failed"  # tolerated, but not everything succeeded
 
 
-def test_outcomes_of_non_task_actions_change_nothing() -> None:
+def test_an_outcome_for_an_unknown_intent_changes_nothing() -> None:
     _, status, action = start(1)
-    assert record_outcome(status, Event(EventKind.NORMAL, "X", "y"), Ambiguous(), at(1)) is status
-    unknown = CreateTasks("no-such-intent", action.invocation_type, (I[0],))
+    unknown = TaskAction("no-such-intent", action.invocation_type, (I[0],))
     assert record_outcome(status, unknown, Created([ok(I[0], "t0")]), at(1)) is status
 
 

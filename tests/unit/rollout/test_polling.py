@@ -1,4 +1,4 @@
-"""choose_poll (rule 3) and what the next plan needs listed."""
+"""choose_poll (guarantee 3) and what the next plan needs listed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cloudeye_operator.rollout import (
     choose_poll,
     observation_needs,
 )
+from cloudeye_operator.rollout.polling import TaskCounts, listing_worth_it
 
 from ._sim import at, ids, make_spec, make_status
 
@@ -39,6 +40,38 @@ def test_choose_poll(unfinished: int, count: int | None, discover: int, expected
     assert choose_poll(unfinished, count, instances_to_list=discover) == expected
 
 
+@pytest.mark.parametrize(
+    ("count", "per_item", "pages_done", "worth_it"),
+    [
+        # Before listing (choose_poll): the whole listing against the per-item queries.
+        (5000, 49, 0, False),
+        (5000, 50, 0, True),  # a tie: the listing wins
+        (0, 1, 0, True),
+        (101, 1, 0, False),
+        # After the first page (the reconciler's cut-off when the count was unknown): that page is
+        # spent either way, so only the pages left count.
+        (5000, 48, 1, False),
+        (5000, 49, 1, True),  # 49 pages left against 49 queries: a tie, the listing goes on
+        (200, 1, 1, True),
+        (201, 1, 1, False),
+        (100, 0, 1, True),  # one page was all there was
+    ],
+)
+def test_listing_worth_it(count: int, per_item: int, pages_done: int, worth_it: bool) -> None:
+    assert listing_worth_it(count, per_item, pages_done=pages_done) is worth_it
+
+
+def test_task_counts_learn_by_listing_and_follow_creates() -> None:
+    counts = TaskCounts()
+    project = ("https://ces.example", "p1")
+    counts.created(project, 5)
+    assert counts.estimate(project) is None  # unknown stays unknown: only a listing tells
+    counts.listed(project, 120)
+    counts.created(project, 5)
+    assert counts.estimate(project) == 125
+    assert counts.estimate(("https://ces.example", "p2")) is None
+
+
 def test_needs_of_a_rollout_in_progress() -> None:
     spec = make_spec(I[:5])
     status = make_status(
@@ -52,7 +85,7 @@ def test_needs_of_a_rollout_in_progress() -> None:
         intents={"k": {"action": "UPDATE", "instanceIds": [I[2]], "createdAt": at(0)}},
     )
     # I[2]: its intent's task is found by listing; I[4]: not started, so its history is listed before
-    # an intent is made for it (rule 1).
+    # an intent is made for it (guarantee 1).
     assert observation_needs(spec, status) == PollNeeds(("t0", "t1"), (I[2], I[4]))
 
 

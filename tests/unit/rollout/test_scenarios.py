@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cloudeye_operator.rollout import (
-    CreateTasks,
-    RetryTasks,
-    RollbackTasks,
+    Plan,
     RolloutStatus,
+    TaskAction,
+    Verb,
     plan,
     status_patch,
 )
@@ -18,6 +18,11 @@ from cloudeye_operator.rollout.planner import whole_batches
 from ._sim import Cloud, Sim, at, cond, events, ids, make_spec, observe, reasons, shape, task, task_actions
 
 I = ids(300)  # noqa: E741
+
+
+def _nothing(p: Plan) -> bool:
+    """The plan does nothing and says nothing."""
+    return p.tasks == () and p.events == ()
 
 
 def succeed_all(sim: Sim) -> None:
@@ -44,19 +49,19 @@ def test_250_instances_in_waves_of_100() -> None:
     # Quiet cycles afterwards: nothing to do, nothing to say, nothing to patch.
     before = sim.status
     p = sim.cycle(at(500))
-    assert (p.actions, p.requeue_after, p.status) == ([], None, before)
+    assert (p.tasks, p.events, p.requeue_after, p.status) == ((), (), None, before)
     assert status_patch(before.to_dict(), p.status.to_dict()) is None
     assert all(c.last_transition_time <= at(120) for c in p.status.conditions)
 
 
-def shape_actions(p: object) -> list[CreateTasks]:
-    return [a for a in getattr(p, "actions") if isinstance(a, CreateTasks)]  # noqa: B009
+def shape_actions(p: object) -> list[TaskAction]:
+    return [a for a in getattr(p, "tasks") if a.verb is Verb.CREATE]  # noqa: B009
 
 
 def test_250_at_once_is_one_create_action() -> None:
     sim = Sim(make_spec(I[:250], strategy={"maxInFlight": "100%"}))
     sim.cycle(at(0))
-    assert [len(a.instance_ids) for a in sim.cloud.calls if isinstance(a, CreateTasks)] == [250]
+    assert [len(a.instance_ids) for a in sim.cloud.calls if a.verb is Verb.CREATE] == [250]
 
 
 def test_retry_then_success() -> None:
@@ -68,7 +73,7 @@ def test_retry_then_success() -> None:
     assert p.requeue_after == 20
     p = sim.cycle(at(35))
     assert "Retrying" in reasons(p)
-    assert sim.cloud.count(RetryTasks) == 1
+    assert sim.cloud.count(Verb.RETRY) == 1
     rec = sim.status.instances[I[0]]
     assert (rec.state, rec.attempts, rec.invocation_id) == ("PENDING", 2, "t000002")
     sim.cloud.finish([I[0]], "SUCCEEDED")
@@ -90,7 +95,7 @@ def test_budget_exceeded_stops_new_work_without_rollback() -> None:
     assert "Failed" in reasons(p)
     assert "GaveUp" in reasons(p)
     assert p.requeue_after is None
-    assert sim.cycle(at(30)).actions == []  # no repeated events
+    assert _nothing(sim.cycle(at(30)))  # no repeated events
 
 
 def test_budget_exceeded_rolls_back_what_this_revision_updated() -> None:
@@ -127,8 +132,8 @@ def test_budget_exceeded_rolls_back_what_this_revision_updated() -> None:
     assert cond(sim.status, "Stalled") == ("True", "FailureBudgetExceeded")
     assert "FailureBudgetExceeded" in reasons(p)
     assert p.requeue_after is None
-    assert sim.cloud.count(CreateTasks) == 1
-    assert sim.cloud.count(RollbackTasks) == 2
+    assert sim.cloud.count(Verb.CREATE) == 1
+    assert sim.cloud.count(Verb.ROLLBACK) == 2
 
 
 def test_rollback_on_failure_after_a_restart_finds_the_update_task_by_listing() -> None:
@@ -162,7 +167,7 @@ def test_pause_and_resume() -> None:
     assert "Paused" in reasons(p)
     assert p.requeue_after is None  # nothing running: the resume comes as a spec change
     # Long pause: no deadline, nothing happens.
-    assert sim.cycle(at(99_999)).actions == []
+    assert _nothing(sim.cycle(at(99_999)))
     sim.spec, sim.generation = spec, 3
     p = sim.cycle(at(100_000))
     assert "Resumed" in reasons(p)
@@ -225,11 +230,32 @@ def test_version_change_waits_for_the_old_tasks_then_starts_a_new_revision() -> 
     assert sim.status.revision_key == "UPDATE|2.6.1|"
     assert "Started" in reasons(p)
     assert shape(p) == [("create-update", (I[0], I[1]))]
-    creates = [a for a in sim.cloud.calls if isinstance(a, CreateTasks)]
+    creates = [a for a in sim.cloud.calls if a.verb is Verb.CREATE]
     assert creates[-1].version == "2.6.1"
     assert {sim.status.instances[i].attempts for i in I[:2]} == {1}
     assert sim.status.instances[I[2]].state == "WAITING"
     assert sim.status.started_at == at(30)
+
+
+def test_the_old_revisions_failures_stop_nothing_while_it_drains() -> None:
+    """Over budget in revision 1, with a task still running and rollbackOnFailure: once the spec asks
+    for a new version, revision 1 drains, and its failures neither roll anything back nor stall it."""
+    strategy = {"maxInFlight": 3, "maxFailures": 0, "rollbackOnFailure": True, "retry": {"limit": 0}}
+    sim = Sim(make_spec(I[:3], version="2.6.0", strategy=strategy))
+    sim.cycle(at(0))
+    sim.cloud.finish([I[0]], "FAILED")
+    sim.cloud.finish([I[1]], "SUCCEEDED")
+    sim.spec, sim.generation = make_spec(I[:3], version="2.6.1", strategy=strategy), 2
+    p = sim.cycle(at(15))
+    assert shape(p) == []
+    states = [sim.status.instances[i].state for i in I[:3]]
+    assert states == ["GAVE_UP", "SUCCEEDED", "PENDING"]  # I[1] is not marked for rollback
+    assert cond(sim.status, "Stalled") == ("False", "AsExpected")
+    assert cond(sim.status, "Reconciling") == ("True", "WaitingForPreviousRevision")
+    sim.cloud.finish([I[2]], "SUCCEEDED")
+    p = sim.cycle(at(30))
+    assert sim.status.revision == 2
+    assert shape(p) == [("create-update", tuple(I[:3]))]  # the new revision's budget is its own
 
 
 def test_claimed_elsewhere_then_released() -> None:
@@ -279,7 +305,7 @@ def test_planning_is_idempotent_and_quiet_cycles_change_nothing() -> None:
     # The output is a fixed point: planned again with the same listing, nothing moves.
     again = plan(sim.spec, 1, first.status, listed, at(16))
     assert again.status == first.status
-    assert again.actions == []
+    assert (again.tasks, again.events) == ((), ())
     assert status_patch(first.status.to_dict(), again.status.to_dict()) is None
     assert status_patch_between(first.status, again.status) is None
 
@@ -309,12 +335,12 @@ def test_a_retry_holding_a_slot_does_not_split_a_batch() -> None:
     sim.cloud.finish(fleet[:1], "FAILED")
     sim.cloud.finish(fleet[1:200], "SUCCEEDED")
     p = sim.cycle(at(15))  # i0 waits for its retry, holding a slot: 100 start, not 199
-    assert [len(a.instance_ids) for a in task_actions(p) if isinstance(a, CreateTasks)] == [100]
+    assert [len(a.instance_ids) for a in task_actions(p) if a.verb is Verb.CREATE] == [100]
     sim.cloud.finish(fleet[200:300], "SUCCEEDED")
     sim.cycle(at(30))  # 100 wait, and all fit now: the last batch
     sim.cloud.finish(fleet[300:], "SUCCEEDED")
     sim.cycle(at(90))  # i0 retried
-    creates = [len(a.instance_ids) for a in sim.cloud.calls if isinstance(a, CreateTasks)]
+    creates = [len(a.instance_ids) for a in sim.cloud.calls if a.verb is Verb.CREATE]
     assert creates == [200, 100, 100]  # ceil(400 / 100) = 4 calls (the client splits 200 in two)
 
 

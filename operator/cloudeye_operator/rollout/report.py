@@ -1,0 +1,425 @@
+"""The report of a cycle: from what the planner decided, the summary, conditions, phase, events and
+when to look again. Pure, one small function per condition (cluster-api's status code is the model).
+
+    facts        the counts every condition shares (what is live, what remains, finished, ready)
+    stall_cause  the first cause that stops the rollout (Stalled=True), if any
+    progress     what the rollout is doing (Reconciling's reason and message)
+    conditions   Ready, Reconciling, Stalled
+    phase        for people and printer columns
+    events       what changed, for `kubectl describe`
+    requeue      the next moment a cycle is needed
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, NamedTuple
+
+from cloudeye_operator.cloudeye.models import InvocationType
+from cloudeye_operator.rollout.actions import Event, EventKind, EventReason, TaskAction, Verb
+from cloudeye_operator.rollout.book import INTENT_RELEASE_AFTER, Book
+from cloudeye_operator.rollout.causes import CAUSES, Reason, call_reason
+from cloudeye_operator.rollout.conditions import READY, RECONCILING, STALLED, Condition, set_condition
+from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
+from cloudeye_operator.rollout.status import (
+    HELD_FAILURES,
+    LIVE,
+    NOT_STARTED,
+    ApiErrorRecord,
+    InstanceState,
+    Phase,
+    RolloutStatus,
+    Summary,
+)
+
+REMAINING: Final = (*NOT_STARTED, *HELD_FAILURES, InstanceState.RETRY_WAIT)
+"""States of instances that still have work ahead (unless the rollout stops starting work)."""
+
+MAX_IDS_IN_MESSAGE: Final = 5
+
+
+class Revision(NamedTuple):
+    number: int
+    """Starts at 1 (0: no revision yet)."""
+    key: str
+    started_at: datetime | None
+    started: bool = False
+    """This cycle started it."""
+    waiting: bool = False
+    """The spec asks for a new revision, which waits for the old one's tasks to end."""
+
+
+class Budget(NamedTuple):
+    failures: int
+    """GAVE_UP instances."""
+    limit: int
+    """maxFailures, as a count."""
+    over: bool
+    """failures > limit, and counted (a draining revision's failures stop nothing new)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the planner's steps decided this cycle (inputs included): all the report reads."""
+
+    spec: RolloutSpec
+    generation: int
+    prior: RolloutStatus
+    now: datetime
+    claimed: Mapping[str, str]
+    book: Book
+    """The instances and intents as the steps left them (read only from here on)."""
+    revision: Revision
+    budget: Budget
+    deadline_fired: bool
+    """The progress deadline fired for this generation earlier: no new task until the spec changes."""
+    api_error: ApiErrorRecord | None
+    """The last call refused as a whole, still in force."""
+    api_hold: datetime | None
+    """No new call before this moment (after a refused call)."""
+    tasks: tuple[TaskAction, ...]
+    adopted: int
+    gave_up: tuple[str, ...]
+    skipped: tuple[str, ...]
+    newly_blocked: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    status: RolloutStatus
+    events: tuple[Event, ...]
+    requeue_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Counts the conditions share."""
+
+    summary: Summary
+    text: str
+    """The summary in words: "240/250 succeeded, 2 failed, 8 in flight"."""
+    live: int
+    """Instances with a task or an intent (+1 for any intent)."""
+    remaining: int
+    """Instances with work ahead."""
+    recovering: int
+    """Rollbacks started by rollbackOnFailure that are not over yet."""
+    finished: bool
+    ready: bool
+    blocked: Counter[str]
+    """Blocked instances by the rollout that holds them."""
+    last_progress: datetime
+    deadline_hit: bool
+
+
+class Cause(NamedTuple):
+    reason: Reason
+    message: str
+
+
+def conclude(d: Decision) -> Report:
+    f = facts(d)
+    stall = stall_cause(d, f)
+    progress = progress_cause(d, f)
+    conditions = d.prior.conditions
+    for condition in (
+        ready_condition(d, f, stall, progress),
+        reconciling_condition(f, stall, progress),
+        stalled_condition(f, stall),
+    ):
+        conditions = set_condition(conditions, *condition, d.generation, d.now)
+    phase = phase_of(d, f, stall, progress)
+    status = d.prior.model_copy(
+        update={
+            "observed_generation": d.generation,
+            "phase": phase,
+            "revision": d.revision.number,
+            "revision_key": d.revision.key,
+            "summary": f.summary,
+            "instances": d.book.instances,
+            "conditions": conditions,
+            "intents": d.book.intents,
+            "started_at": d.revision.started_at,
+            "last_progress_at": f.last_progress,
+            "api_error": None if f.finished else d.api_error,
+            "deadline_exceeded_generation": d.generation if f.deadline_hit and not f.ready else None,
+            "consecutive_errors": None,
+        }
+    )
+    return Report(status, tuple(events(d, f, conditions, phase)), requeue_after(d, f))
+
+
+def facts(d: Decision) -> Facts:
+    book, spec = d.book, d.spec
+    by = book.by_state
+    summary = book.summary()
+    live = book.count(LIVE) + (1 if book.intents else 0)
+    remaining = book.count(REMAINING)
+    # Rollbacks started by rollbackOnFailure that are not over yet (they go on over budget, and once
+    # marked they go on even if rollbackOnFailure is turned off).
+    recovering = 0
+    if spec.action is RolloutAction.UPDATE and (d.budget.over or spec.strategy.rollback_on_failure):
+        recovering = sum(
+            1
+            for iid in book.ids_in(*REMAINING, *LIVE)
+            if book.instances[iid].action is InvocationType.ROLLBACK
+        )
+    finished = (
+        not live
+        and not d.revision.waiting
+        and (not remaining or (d.budget.over and not recovering) or d.deadline_fired)
+    )
+    if spec.action is RolloutAction.ROLLBACK:
+        done = len(by[InstanceState.ROLLED_BACK]) + len(by[InstanceState.SKIPPED])
+    else:
+        done = len(by[InstanceState.SUCCEEDED])
+    ready = done == summary.total and summary.total > 0 and not d.revision.waiting
+
+    last_progress = d.prior.last_progress_at
+    resumed = d.prior.phase is Phase.PAUSED and not spec.paused
+    if book.moved or d.revision.started or resumed or last_progress is None:
+        last_progress = d.now
+    deadline = timedelta(seconds=spec.strategy.progress_deadline_seconds)
+    deadline_hit = d.deadline_fired or (
+        not finished and not spec.paused and d.now - last_progress >= deadline
+    )
+    return Facts(
+        summary=summary,
+        text=summary_text(spec, summary),
+        live=live,
+        remaining=remaining,
+        recovering=recovering,
+        finished=finished,
+        ready=ready,
+        blocked=Counter(d.claimed.get(iid, "?") for iid in by[InstanceState.BLOCKED]),
+        last_progress=last_progress,
+        deadline_hit=deadline_hit,
+    )
+
+
+def stall_cause(d: Decision, f: Facts) -> Cause | None:
+    """The first cause that applies, of those that stop the rollout until something changes."""
+    error = None if f.finished else d.api_error
+    if error is not None and CAUSES[call_reason(error.http_status)].stalled:
+        return Cause(call_reason(error.http_status), describe_call_error(error))
+    if d.budget.over and not f.recovering:
+        # While rollbacks on failure go on, the rollout is still working (Reconciling=True, reason
+        # RollingBack): automation must not read "done" before they have ended.
+        return Cause(
+            Reason.FAILURE_BUDGET_EXCEEDED,
+            f"{d.budget.failures} failed > maxFailures {d.budget.limit}: no new work is started; {f.text}",
+        )
+    if f.deadline_hit and not f.ready:
+        # (When it fired: the condition's lastTransitionTime.)
+        seconds = d.spec.strategy.progress_deadline_seconds
+        return Cause(
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"no instance changed state for {seconds}s: no new task is started until the spec "
+            f"changes; {f.text}",
+        )
+    if f.finished and not f.ready:
+        return Cause(Reason.COMPLETED_WITH_FAILURES, f"finished without success everywhere: {f.text}")
+    return None
+
+
+def progress_cause(d: Decision, f: Facts) -> Cause:
+    """What the rollout is doing now (Reconciling's reason while it works)."""
+    spec, text, by = d.spec, f.text, d.book.by_state
+    error = None if f.finished else d.api_error
+    if d.revision.waiting:
+        cause = Cause(
+            Reason.WAITING_FOR_PREVIOUS_REVISION,
+            f"waiting for the tasks of revision {d.revision.number} to end before starting "
+            f"{spec.revision_key}; {text}",
+        )
+    elif spec.paused:
+        cause = Cause(Reason.PAUSED, f"paused: {text}")
+    elif error is not None:
+        cause = Cause(Reason.CLOUD_EYE_UNAVAILABLE, f"{describe_call_error(error)}; {text}")
+    elif not f.live and f.remaining and f.remaining == len(by[InstanceState.BLOCKED]):
+        cause = Cause(Reason.BLOCKED, text)
+    elif f.summary.pending == f.summary.total:
+        cause = Cause(Reason.PENDING, text)
+    elif f.recovering:
+        cause = Cause(
+            Reason.ROLLING_BACK,
+            f"{d.budget.failures} failed > maxFailures {d.budget.limit}: rolling back {f.recovering} "
+            f"updated instance(s), no other new work; {text}",
+        )
+    else:
+        cause = Cause(Reason.PROGRESSING, text)
+    blocked = blocked_text(f.blocked)
+    return cause._replace(message=f"{cause.message}; {blocked}") if blocked else cause
+
+
+ConditionValue = tuple[str, bool, str, str]
+"""(type, status, reason, message), for set_condition."""
+
+
+def ready_condition(d: Decision, f: Facts, stall: Cause | None, progress: Cause) -> ConditionValue:
+    if f.ready:
+        reason = Reason.ROLLED_BACK if d.spec.action is RolloutAction.ROLLBACK else Reason.SUCCEEDED
+    else:
+        reason = stall.reason if stall else progress.reason
+    return READY, f.ready, reason, f.text
+
+
+def reconciling_condition(f: Facts, stall: Cause | None, progress: Cause) -> ConditionValue:
+    if stall is not None:
+        return RECONCILING, False, stall.reason, progress.message
+    if f.finished:
+        return RECONCILING, False, Reason.COMPLETED, progress.message
+    return RECONCILING, True, progress.reason, progress.message
+
+
+def stalled_condition(f: Facts, stall: Cause | None) -> ConditionValue:
+    if stall is None:
+        return STALLED, False, Reason.AS_EXPECTED, f.text
+    return STALLED, True, stall.reason, stall.message
+
+
+def phase_of(d: Decision, f: Facts, stall: Cause | None, progress: Cause) -> Phase:
+    if f.ready:
+        return Phase.SUCCEEDED
+    if f.finished:
+        return Phase.FAILED
+    if stall is not None:
+        return Phase.STALLED
+    if d.spec.paused:
+        return Phase.PAUSED
+    if progress.reason is Reason.PENDING:
+        return Phase.PENDING
+    return Phase.PROGRESSING
+
+
+def requeue_after(d: Decision, f: Facts) -> float | None:
+    """Seconds until the next cycle is needed; None when only a spec change can move the rollout."""
+    if f.finished and not d.tasks:
+        return None
+    spec, book, now = d.spec, d.book, d.now
+    moments: list[datetime] = []
+    poll = timedelta(seconds=spec.strategy.poll_interval_seconds)
+    # Poll while tasks run, or while not-started work waits on something a listing or a claim
+    # can change; not while only a timer (retry backoff, API error hold) is pending.
+    startable = not spec.paused and d.api_hold is None and book.count(NOT_STARTED)
+    if f.live or d.tasks or startable:
+        moments.append(now + poll)
+    if d.api_hold is not None:
+        moments.append(d.api_hold)
+    elif not d.revision.waiting:
+        retry_times = [
+            retry_at
+            for iid in book.by_state[InstanceState.RETRY_WAIT]
+            if (retry_at := book.instances[iid].retry_at) is not None
+        ]
+        if retry_times:
+            moments.append(min(retry_times))
+    for intent in book.intents.values():
+        moments.append(intent.created_at + INTENT_RELEASE_AFTER)
+    if not f.deadline_hit and not spec.paused and not f.finished:
+        moments.append(f.last_progress + timedelta(seconds=spec.strategy.progress_deadline_seconds))
+    future = [m for m in moments if m > now]
+    if not future:
+        return float(poll.total_seconds()) if moments else None
+    return max(1.0, (min(future) - now).total_seconds())
+
+
+def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phase) -> list[Event]:
+    spec, prior, text = d.spec, d.prior, f.text
+    out: list[Event] = []
+
+    def add(kind: EventKind, reason: str, message: str) -> None:
+        out.append(Event(kind, reason, message))
+
+    if d.revision.started:
+        version = f" {spec.version}" if spec.version else ""
+        vtype = f" ({spec.version_type})" if spec.version_type else ""
+        add(
+            EventKind.NORMAL,
+            EventReason.STARTED,
+            f"revision {d.revision.number}: {spec.action}{version}{vtype} on {f.summary.total} instance(s)",
+        )
+    before = {c.type: c for c in prior.conditions}
+    after = {c.type: c for c in conditions}
+    if _became(before, after, RECONCILING, Reason.WAITING_FOR_PREVIOUS_REVISION):
+        add(EventKind.NORMAL, Reason.WAITING_FOR_PREVIOUS_REVISION, after[RECONCILING].message)
+    if d.adopted:
+        message = f"adopted {d.adopted} task(s) found by listing after an unanswered call"
+        add(EventKind.NORMAL, EventReason.ADOPTED, message)
+    for task in d.tasks:
+        match task.verb:
+            case Verb.CREATE:
+                message = f"creating {task.invocation_type} tasks for {_ids(task.ids)}"
+                add(EventKind.NORMAL, EventReason.CREATING, message)
+            case Verb.RETRY:
+                add(EventKind.NORMAL, EventReason.RETRYING, f"retrying {_ids(task.ids, 'task')}")
+            case Verb.ROLLBACK:
+                kind = EventKind.WARNING if spec.action is RolloutAction.UPDATE else EventKind.NORMAL
+                add(kind, Reason.ROLLING_BACK, f"rolling back {_ids(task.ids, 'UPDATE task')}")
+    if d.gave_up:
+        add(EventKind.WARNING, EventReason.GAVE_UP, f"no more retries for {_ids(d.gave_up)}")
+    if d.skipped:
+        add(EventKind.NORMAL, EventReason.SKIPPED, f"nothing to roll back on {_ids(d.skipped)}")
+    if d.newly_blocked:
+        add(EventKind.WARNING, Reason.BLOCKED, blocked_text(f.blocked))
+    stalled_now = after[STALLED]
+    old_stalled = before.get(STALLED)
+    if stalled_now.status == "True" and (
+        old_stalled is None or old_stalled.status != "True" or old_stalled.reason != stalled_now.reason
+    ):
+        add(EventKind.WARNING, stalled_now.reason, stalled_now.message)
+    if phase is not prior.phase:
+        if phase is Phase.SUCCEEDED:
+            add(EventKind.NORMAL, after[READY].reason, f"completed: {text}")
+        elif phase is Phase.FAILED:
+            add(EventKind.WARNING, EventReason.FAILED, f"finished: {text}")
+        elif phase is Phase.PAUSED:
+            add(EventKind.NORMAL, Reason.PAUSED, f"paused: {text}")
+        elif prior.phase is Phase.PAUSED:
+            add(EventKind.NORMAL, EventReason.RESUMED, f"resumed: {text}")
+    return out
+
+
+# --- words ------------------------------------------------------------------------------------------
+
+
+def describe_call_error(error: ApiErrorRecord) -> str:
+    head = f"HTTP {error.http_status}" if error.http_status is not None else "no answer"
+    code = f" {error.error_code}" if error.error_code else ""
+    again = f"; {error.count} refused in a row" if error.count > 1 else ""
+    return f"Cloud Eye refused the last call ({head}{code}): {error.message}{again}"
+
+
+def summary_text(spec: RolloutSpec, s: Summary) -> str:
+    """E.g. "240/250 succeeded, 2 failed, 8 in flight" (zero counts left out)."""
+    if spec.action is RolloutAction.ROLLBACK:
+        head = f"{s.rolled_back}/{s.total} rolled back"
+        parts = [("skipped", s.skipped), ("succeeded", s.succeeded)]
+    else:
+        head = f"{s.succeeded}/{s.total} succeeded"
+        parts = [("rolled back", s.rolled_back), ("skipped", s.skipped)]
+    parts = [("failed", s.failed), ("in flight", s.in_flight), ("pending", s.pending), *parts]
+    return ", ".join([head, *(f"{n} {label}" for label, n in parts if n)])
+
+
+def blocked_text(blocked: Counter[str]) -> str:
+    if not blocked:
+        return ""
+    owners = ", ".join(f"{owner} ({count})" for owner, count in sorted(blocked.items()))
+    return f"{sum(blocked.values())} instance(s) blocked by other rollouts: {owners}"
+
+
+def _became(before: Mapping[str, Condition], after: Mapping[str, Condition], type_: str, reason: str) -> bool:
+    old = before.get(type_)
+    new = after[type_]
+    return new.reason == reason and (old is None or old.reason != reason)
+
+
+def _ids(items: Iterable[str], noun: str = "instance") -> str:
+    ids = list(items)
+    shown = ", ".join(ids[:MAX_IDS_IN_MESSAGE])
+    more = f" and {len(ids) - MAX_IDS_IN_MESSAGE} more" if len(ids) > MAX_IDS_IN_MESSAGE else ""
+    return f"{len(ids)} {noun}(s): {shown}{more}"
