@@ -26,10 +26,10 @@ from cloudeye_operator.cloudeye.models import (
 )
 from cloudeye_operator.rollout import (
     Created,
-    CreateTasks,
     Observation,
     RolloutSpec,
     RolloutStatus,
+    Verb,
     choose_poll,
     observation_needs,
     plan,
@@ -85,7 +85,7 @@ def measure(n: int, reps: int) -> dict[str, Any]:
     spec = RolloutSpec.parse(spec_dict)
     empty = RolloutStatus()
     first = plan(spec, 1, empty, Observation.of([]), T0)
-    action = next(a for a in first.actions if isinstance(a, CreateTasks))
+    action = next(a for a in first.tasks if a.verb is Verb.CREATE)
     pending = record_outcome(first.status, action, created(action.instance_ids, task_ids), T0)
     t15, t30, t45 = T0 + timedelta(seconds=15), T0 + timedelta(seconds=30), T0 + timedelta(seconds=45)
     # Mid-rollout: the first half SUCCEEDED, the next wave RUNNING, the rest WAITING.

@@ -3,7 +3,7 @@
     python -m benchmarks.drive '{"rollouts": 1, "servers": 1000, "ids": "short", "history": 0, "failing": 10}'
 
 The real reconcile cycle (planner + client over HTTP) drives each rollout; Kubernetes is the harness's
-in-memory status (tests/operator/harness.py: merge patches applied as the API server does). Rollouts
+in-memory status (tests/support/harness.py: merge patches applied as the API server does). Rollouts
 share one client pool and one Deps, as in the operator process. The emulator's clock is frozen and
 moved to the next due cycle. Prints one JSON object: calls per cycle, patches, bytes, CPU, memory.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tests.operator.harness import FakeCluster, condition, secret_data
+from tests.support.harness import FakeCluster, condition, secret_data
 
 from benchmarks.common import (
     POLL_SECONDS,
@@ -39,12 +39,13 @@ from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.emulator import defaults as d
 from cloudeye_operator.reconciler import Cycle, Deps, Rollout, reconcile
 from cloudeye_operator.rollout import RolloutStatus
+from cloudeye_operator.rollout.polling import TaskCounts
 from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
 from cloudeye_operator.sessions import ClientPool
 
 UNFINISHED = ("CREATING", "PENDING", "RUNNING", "ROLLING_BACK")
 STARTABLE = ("WAITING", "BLOCKED", "RETRY_WAIT", "FAILED", "TIMEOUT", "REFUSED")
-"""States a cycle may start work from: rule 1 has it list such a server's history first."""
+"""States a cycle may start work from: guarantee 1 has it list such a server's history first."""
 PAGE = 100
 
 
@@ -234,11 +235,11 @@ async def _drive(
             clock=cluster.deps.clock,
         )
         clusters.append(cluster)
-    shared_counts: dict[tuple[str | None, str], int] = {}
-    shared_listings = clusters[0].deps.listings  # its clock is the emulator's (Deps.__post_init__)
+    shared_counts = TaskCounts()
+    shared_listings = clusters[0].deps.memory.listings  # its clock is the emulator's (Deps.__post_init__)
     for cluster in clusters:
-        cluster.deps.project_counts = shared_counts  # one operator process: one estimate per project
-        cluster.deps.listings = shared_listings  # and one set of shared project listings
+        cluster.deps.memory.task_counts = shared_counts  # one operator process: one estimate per project
+        cluster.deps.memory.listings = shared_listings  # and one set of shared project listings
     base_memory = memory()
 
     due = [emu.now()] * len(clusters)

@@ -42,7 +42,7 @@ def child(module: str, *args: str) -> Any:
 
 def target(step: dict[str, Any]) -> int:
     """Per rollout, the cheaper of a paged listing of the project and one call per thing the cycle
-    must see: each unfinished task, and each server it starts (rule 1: an intent is only made for a
+    must see: each unfinished task, and each server it starts (guarantee 1: an intent is only made for a
     server whose history the same cycle listed)."""
     rollouts = step["rollouts"]
     seen = step["unfinished"] + step.get("started", 0)

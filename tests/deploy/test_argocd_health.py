@@ -1,6 +1,6 @@
 """The Argo CD health check (deploy/gitops/argocd-cm.yaml) run by a real Lua 5.4 interpreter (lupa)
 against sample statuses, and against every status a real rollout goes through (the reconciler and
-the emulator, tests/operator/harness.py), as Argo CD runs it: `obj` global, the script returns hs."""
+the emulator, tests/support/harness.py), as Argo CD runs it: `obj` global, the script returns hs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.e2e.conftest_controlplane import REPO
-from tests.operator.harness import TOKEN_SECRET, FakeCluster, emulator_cloud, secret_data
+from tests.support.controlplane import REPO
+from tests.support.harness import TOKEN_SECRET, FakeCluster, emulator_cloud, secret_data
 
 KEY = "resource.customizations.health.cloudeye.dev_AgentRollout"
 SCRIPT: str = yaml.safe_load((REPO / "deploy" / "gitops" / "argocd-cm.yaml").read_text())["data"][KEY]

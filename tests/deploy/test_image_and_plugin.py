@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest_controlplane import REPO, built_kubectl
+from tests.support.controlplane import REPO, built_kubectl
 
 IMAGE = "cloudeye-operator:test"
 PLUGIN = REPO / "deploy" / "kubectl-plugin" / "kubectl-cloudeye"

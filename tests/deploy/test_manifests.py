@@ -26,7 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.e2e.conftest_controlplane import REPO, ControlPlane, built_kubectl
+from tests.support.controlplane import REPO, ControlPlane, built_kubectl
 
 DEPLOY = REPO / "deploy"
 KUSTOMIZATIONS = ["deploy", "deploy/overlays/ha", "deploy/overlays/namespaced-secrets"]

@@ -18,9 +18,9 @@ from prometheus_client import REGISTRY
 from cloudeye_operator import logging_setup, metrics
 from cloudeye_operator.cloudeye.models import InvocationType
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from cloudeye_operator.rollout import CreateTasks
+from cloudeye_operator.rollout import TaskAction
 from cloudeye_operator.run import auto_priority, run_command
-from tests.operator.harness import TOKEN_SECRET, FakeCluster, emulator_cloud, secret_data
+from tests.support.harness import TOKEN_SECRET, FakeCluster, emulator_cloud, secret_data
 
 FLEET = [f"srv-{i:04d}" for i in range(1, 4)]
 
@@ -124,7 +124,7 @@ def test_json_logs_carry_rollout_and_instance_context() -> None:
     logger = logging.getLogger("cloudeye_operator.test")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    action = CreateTasks("k", InvocationType.UPDATE, tuple(f"srv-{i:04d}" for i in range(1, 8)))
+    action = TaskAction("k", InvocationType.UPDATE, tuple(f"srv-{i:04d}" for i in range(1, 8)))
     try:
         with logging_setup.log_context(rollout="prod/update-web"), logging_setup.action_context(action):
             logger.info("creating")
@@ -134,7 +134,7 @@ def test_json_logs_carry_rollout_and_instance_context() -> None:
         logger.removeHandler(handler)
     inside, outside, kopf_style = (json.loads(line) for line in stream.getvalue().splitlines())
     assert inside["rollout"] == "prod/update-web"
-    assert inside["action"] == "CreateTasks"
+    assert inside["action"] == "UPDATE"
     assert inside["instances"] == "srv-0001,srv-0002,srv-0003,srv-0004,srv-0005 (+2 more)"
     assert "rollout" not in outside
     assert kopf_style["rollout"] == "ns/r"

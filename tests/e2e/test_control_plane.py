@@ -1,7 +1,7 @@
 """The local control plane (scripts/control-plane) is a real Kubernetes API server.
 
 Everything goes through the real kubectl (and a real kopf operator), against the session's
-etcd + kube-apiserver from the ``control_plane`` fixture (conftest_controlplane.py).
+etcd + kube-apiserver from the ``control_plane`` fixture (tests/conftest.py; tests/support/controlplane.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import wait_for
-from tests.e2e.conftest_controlplane import KUBECTL, REPO, ControlPlane
+from tests.support.controlplane import KUBECTL, REPO, ControlPlane
+from tests.support.e2e import wait_for
 
 SCRIPT_DIR = REPO / "scripts" / "control-plane.d"
 

@@ -26,7 +26,8 @@ import yaml
 
 from cloudeye_operator.peering import takeover_window
 from cloudeye_operator.run import auto_priority
-from tests.e2e.conftest import (
+from tests.support.controlplane import REPO, ControlPlane
+from tests.support.e2e import (
     CLI,
     Emulator,
     Operator,
@@ -36,7 +37,6 @@ from tests.e2e.conftest import (
     manifest,
     wait_for,
 )
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
 
 HA = REPO / "deploy" / "overlays" / "ha"
 NAMESPACE = "cloudeye-system"

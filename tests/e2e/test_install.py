@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
+from tests.support.controlplane import REPO, ControlPlane
 
 KUSTOMIZATIONS = ["deploy", "deploy/overlays/ha", "deploy/overlays/namespaced-secrets"]
 NAMESPACE = "cloudeye-system"

@@ -3,7 +3,7 @@
 README ("Status"): `status.conditions` follow kstatus, so `kubectl wait --for=condition=Ready`, Argo CD
 and Flux (`wait: true`) understand them. Flux decides with kstatus (sigs.k8s.io/cli-utils
 pkg/kstatus/status): Current (done), InProgress (wait on) or Failed (stop waiting, report). This runs
-the real library (scripts/control-plane.d/kstatus, via tests/e2e/kstatus_util.py) on AgentRollouts as
+the real library (scripts/control-plane.d/kstatus, via tests/support/kstatus.py) on AgentRollouts as
 the API server stores them (`kubectl get -o json`), so what is checked has passed the CRD's schema.
 
 Two sources of states:
@@ -25,7 +25,6 @@ The README's promises, as kstatus must read them:
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import re
@@ -38,22 +37,19 @@ import pytest
 
 from cloudeye_operator.rollout import (
     CallFailed,
-    CreateTasks,
     Observation,
     RolloutSpec,
+    TaskAction,
+    Verb,
     record_outcome,
     stalled,
 )
+from cloudeye_operator.rollout.causes import STALL_REASONS, Reason
 from cloudeye_operator.rollout.outcome import observe_failed
-from cloudeye_operator.rollout.planner import (
-    R_BUDGET,
-    R_COMPLETED_WITH_FAILURES,
-    R_DEADLINE,
-    api_error_reason,
-    plan,
-)
+from cloudeye_operator.rollout.planner import plan
 from cloudeye_operator.rollout.status import RolloutStatus
-from tests.e2e.conftest import (
+from tests.support.controlplane import REPO, ControlPlane
+from tests.support.e2e import (
     E2E_SCENARIO,
     Emulator,
     Operator,
@@ -62,8 +58,7 @@ from tests.e2e.conftest import (
     manifest,
     wait_for,
 )
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
-from tests.e2e.kstatus_util import kstatus, kstatus_binary
+from tests.support.kstatus import kstatus, kstatus_binary
 from tests.unit.rollout._sim import Sim, at, task
 
 CURRENT, IN_PROGRESS, FAILED = "Current", "InProgress", "Failed"
@@ -111,10 +106,10 @@ def finish(outcomes: dict[str, str]) -> Callable[[Sim], None]:
     return step
 
 
-def first_plan(spec: dict[str, Any]) -> tuple[RolloutStatus, CreateTasks]:
+def first_plan(spec: dict[str, Any]) -> tuple[RolloutStatus, TaskAction]:
     """The status persisted before the first batch-create (its intent recorded), and that call."""
     p = plan(RolloutSpec.parse(spec), 1, RolloutStatus(), Observation.of([]), at(0))
-    create = next(a for a in p.actions if isinstance(a, CreateTasks))
+    create = next(a for a in p.tasks if a.verb is Verb.CREATE)
     return p.status, create
 
 
@@ -241,17 +236,22 @@ STALL_BY_CALL = {
 }
 
 STALL_CASES = [
-    Case("stalled-FailureBudgetExceeded", failure_budget_exceeded, ("Stalled", "True", R_BUDGET), FAILED),
+    Case(
+        "stalled-FailureBudgetExceeded",
+        failure_budget_exceeded,
+        ("Stalled", "True", Reason.FAILURE_BUDGET_EXCEEDED),
+        FAILED,
+    ),
     Case(
         "stalled-CompletedWithFailures",
         completed_with_failures,
-        ("Stalled", "True", R_COMPLETED_WITH_FAILURES),
+        ("Stalled", "True", Reason.COMPLETED_WITH_FAILURES),
         FAILED,
     ),
     Case(
         "stalled-ProgressDeadlineExceeded",
         progress_deadline_exceeded,
-        ("Stalled", "True", R_DEADLINE),
+        ("Stalled", "True", Reason.PROGRESS_DEADLINE_EXCEEDED),
         FAILED,
     ),
     *(
@@ -289,7 +289,7 @@ CASES = [
     Case(
         "spec-edit-not-observed-while-stalled",
         spec_edited_after(failure_budget_exceeded),
-        ("Stalled", "True", R_BUDGET),
+        ("Stalled", "True", Reason.FAILURE_BUDGET_EXCEEDED),
         IN_PROGRESS,
     ),
 ]
@@ -357,32 +357,8 @@ def test_kstatus_reads_each_status_the_operator_writes(
 # --- every Stalled reason the code defines has a case, and the README names each -----------------
 
 
-def reconciler_stall_reasons() -> set[str]:
-    """The literal reasons reconciler._cycle passes to stall(), directly or through an `x if .. else y`."""
-    tree = ast.parse((REPO / "operator" / "cloudeye_operator" / "reconciler.py").read_text())
-    choices: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.IfExp):
-            values = {v.value for v in (node.value.body, node.value.orelse) if isinstance(v, ast.Constant)}
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    choices.setdefault(target.id, set()).update(str(v) for v in values)
-    reasons: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "stall":
-            arg = node.args[0]
-            if isinstance(arg, ast.Constant):
-                reasons.add(str(arg.value))
-            elif isinstance(arg, ast.Name):
-                reasons |= choices.get(arg.id, set())
-    return reasons
-
-
 def code_stall_reasons() -> set[str]:
-    api = {api_error_reason(s) for s in range(400, 600)} - {None}
-    return (
-        {R_BUDGET, R_COMPLETED_WITH_FAILURES, R_DEADLINE} | {str(r) for r in api} | reconciler_stall_reasons()
-    )
+    return {str(reason) for reason in STALL_REASONS}
 
 
 def readme_stall_reasons() -> set[str]:
@@ -439,14 +415,14 @@ REAL_CASES = [
         "stalled-FailureBudgetExceeded",
         ["big-0001", "big-0023"],  # big-0001 always fails (tests/e2e/scenario.yaml)
         {"version": "2.7.2", "strategy": fast(maxInFlight=2, maxFailures=0, retry={"limit": 0})},
-        ("Stalled", "True", R_BUDGET),
+        ("Stalled", "True", Reason.FAILURE_BUDGET_EXCEEDED),
         FAILED,
     ),
     RealCase(
         "stalled-CompletedWithFailures",
         ["big-0002", "big-0024"],  # big-0002 always fails
         {"version": "2.7.2", "strategy": fast(maxInFlight=2, maxFailures=1, retry={"limit": 0})},
-        ("Stalled", "True", R_COMPLETED_WITH_FAILURES),
+        ("Stalled", "True", Reason.COMPLETED_WITH_FAILURES),
         FAILED,
     ),
 ]

@@ -23,8 +23,8 @@ from pydantic import TypeAdapter
 from cloudeye_operator.cloudeye.models import InvocationInfo, InvocationType
 from cloudeye_operator.rollout import InstanceStatus, RolloutSpec
 from cloudeye_operator.rollout.spec import MAX_IN_FLIGHT
-from tests.e2e.conftest import manifest
-from tests.e2e.conftest_controlplane import ControlPlane
+from tests.support.controlplane import ControlPlane
+from tests.support.e2e import manifest
 from tests.unit.rollout._sim import Cloud, Sim, at, task
 
 N = 10_000
@@ -129,7 +129,7 @@ def test_a_10000_server_rollout_fits_and_gitops_can_still_apply_it(
         written = patch_status(cluster, status, tmp_path)
         assert written.returncode == 0, written.stderr
         obj = stored(cluster)
-        assert len(obj["status"]["instances"]) == N  # rule 2: every server, with its state
+        assert len(obj["status"]["instances"]) == N  # guarantee 2: every server, with its state
         states = [entry["state"] for entry in obj["status"]["instances"].values()]
         assert states.count("SUCCEEDED") == N - MAX_IN_FLIGHT
         assert states.count("RUNNING") == MAX_IN_FLIGHT

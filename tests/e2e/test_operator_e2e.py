@@ -6,17 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    REPO,
-    ControlPlane,
-    Emulator,
-    Operator,
-    fast,
-    get_ar,
-    is_ready,
-    manifest,
-    wait_for,
-)
+from tests.support.controlplane import REPO, ControlPlane
+from tests.support.e2e import Emulator, Operator, fast, get_ar, is_ready, manifest, wait_for
 
 DEMO = REPO / "deploy" / "demo"
 READY_TIMEOUT = 180

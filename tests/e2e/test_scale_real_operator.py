@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Emulator, Operator, get_ar, is_ready, manifest, wait_for
-from tests.e2e.conftest_controlplane import ControlPlane
+from tests.support.controlplane import ControlPlane
+from tests.support.e2e import Emulator, Operator, get_ar, is_ready, manifest, wait_for
 
 N = 10_000
 NAME = "scale-real"

@@ -40,10 +40,10 @@ from typing import Any
 
 import pytest
 
-from cloudeye_operator.reconciler import RETRY_STALLED_SECONDS
-from tests.e2e.conftest import E2E_SCENARIO, PROJECT, Emulator, Operator, is_ready, wait_for
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
-from tests.e2e.sa_util import (
+from cloudeye_operator.rollout.causes import REFUSED_WAIT
+from tests.support.controlplane import REPO, ControlPlane
+from tests.support.e2e import E2E_SCENARIO, PROJECT, Emulator, Operator, is_ready, wait_for
+from tests.support.service_account import (
     OPERATOR_ROLE,
     SECRET_READER,
     SERVICE_ACCOUNT,
@@ -305,13 +305,13 @@ def test_a_rotated_secret_is_used_at_the_next_cycle(h: Harness) -> None:
 
     h.secret(NS, "creds-rotated", {"token": CREDS.token})
     rotated_at = time.monotonic()
-    obj = h.ready(NS, "rotated", timeout=RETRY_STALLED_SECONDS + 30)
+    obj = h.ready(NS, "rotated", timeout=REFUSED_WAIT + 30)
     waited = time.monotonic() - rotated_at
     # The next cycle read the Secret again: the same process (one start), the same generation (no spec
     # edit woke it). A wrong token is refused at the cycle's first call, the listing, before any
-    # create: the rollout is held by the stall's retry (RETRY_STALLED_SECONDS), not by a
+    # create: the rollout is held by the stall's retry (REFUSED_WAIT), not by a
     # status.apiError hold (which a new credentials tag would lift at once), so that is the wait.
-    assert waited < RETRY_STALLED_SECONDS + 15, waited
+    assert waited < REFUSED_WAIT + 15, waited
     assert op.starts == 1
     assert not op.exited()
     assert obj["metadata"]["generation"] == refused["metadata"]["generation"] == 1

@@ -13,8 +13,7 @@ import pytest
 from cloudeye_operator.cloudeye import signing
 from cloudeye_operator.emulator import defaults
 from cloudeye_operator.emulator.scenario import Scenario
-
-from .conftest import BATCH_CREATE, LIST, PROJECT, Api, http_client
+from tests.support.emulator_api import BATCH_CREATE, LIST, PROJECT, Api, http_client
 
 OTHER_PROJECT = "ffffffffffffffffffffffffffffffff"
 

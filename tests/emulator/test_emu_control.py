@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import BASE_SCENARIO, Api, http_client
+from tests.support.emulator_api import BASE_SCENARIO, Api, http_client
 
 
 async def test_health_and_advance(api: Api) -> None:

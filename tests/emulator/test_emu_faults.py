@@ -13,8 +13,7 @@ import pytest
 from cloudeye_operator.cloudeye.models import BatchCreateResponse
 from cloudeye_operator.emulator import EmulatorConfig, FaultEndpoint, Faults, Scenario, running_emulator
 from cloudeye_operator.emulator.defaults import DEFAULT_TOKEN
-
-from .conftest import BASE_SCENARIO, BATCH_CREATE, LIST, Api, http_client
+from tests.support.emulator_api import BASE_SCENARIO, BATCH_CREATE, LIST, Api, http_client
 
 INSTALL_BARE = {"invocation_type": "INSTALL", "instance_ids": ["bare"]}
 

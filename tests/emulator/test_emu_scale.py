@@ -11,8 +11,7 @@ import time
 from cloudeye_operator.cloudeye.models import BatchCreateRequest, InvocationType
 from cloudeye_operator.emulator import EmulatorConfig, Scenario, running_emulator
 from cloudeye_operator.emulator.defaults import DEFAULT_TOKEN
-
-from .conftest import BATCH_CREATE, LIST, http_client
+from tests.support.emulator_api import BATCH_CREATE, LIST, http_client
 
 SERVERS = 10_000
 ROUNDS = 10  # x 10,000 servers = 100,000 tasks

@@ -21,8 +21,7 @@ from cloudeye_operator.emulator import (
 )
 from cloudeye_operator.emulator.clock import Clock
 from cloudeye_operator.emulator.defaults import DEFAULT_TOKEN
-
-from .conftest import BATCH_CREATE, LIST, http_client
+from tests.support.emulator_api import BATCH_CREATE, LIST, http_client
 
 YAML_SCENARIO = """
 seed: 5

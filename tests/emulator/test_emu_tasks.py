@@ -14,8 +14,7 @@ from cloudeye_operator.cloudeye.models import (
     ListInvocationsResponse,
 )
 from cloudeye_operator.emulator.state import ITEM_ERRORS
-
-from .conftest import Api
+from tests.support.emulator_api import Api
 
 DAY = 24 * 3600.0
 

@@ -10,8 +10,7 @@ import pytest
 
 from cloudeye_operator.cloudeye.models import ERROR_CODE_PATTERN, MAX_ERROR_MSG_LENGTH
 from cloudeye_operator.emulator.defaults import DEFAULT_TOKEN
-
-from .conftest import BATCH_CREATE, LIST, Api
+from tests.support.emulator_api import BATCH_CREATE, LIST, Api
 
 IDS_101 = [f"ecs-{i:04d}" for i in range(1, 102)]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.operator.harness import (
+from tests.support.harness import (
     AKSK_SECRET,
     TOKEN_SECRET,
     Crash,

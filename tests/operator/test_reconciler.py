@@ -1,6 +1,6 @@
 """Reconcile cycles end to end on the Cloud Eye side: planner + client + emulator over HTTP.
 
-Kubernetes is an in-memory status (see harness.py); the kopf layer is tested against a real API
+Kubernetes is an in-memory status (see tests/support/harness.py); the kopf layer is tested against a real API
 server in tests/e2e."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from cloudeye_operator.kube import KubeError
-from tests.operator.harness import (
+from tests.support.harness import (
     AKSK_SECRET,
     FLEET,
     PASSWORD_SECRET,
@@ -110,7 +110,7 @@ async def test_a_quiet_cycle_writes_nothing(cluster: FakeCluster, emu: RunningEm
 async def test_crash_at_any_status_write_creates_no_duplicate_task(
     cluster: FakeCluster, crash_at_write: int
 ) -> None:
-    """Die at the n-th status write (before/after creates, retries), restart, converge: rule 1."""
+    """Die at the n-th status write (before/after creates, retries), restart, converge: guarantee 1."""
     cluster.crash_on_write = crash_at_write
     with pytest.raises(Crash):
         await cluster.run_until(ready)

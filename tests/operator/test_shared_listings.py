@@ -1,5 +1,5 @@
 """Partial shared listings (listings.py `get_part`): a listing keeps only the tasks of the instances its
-project's rollouts want, yet never misses one for a rollout that takes it (rule 1); and the lean
+project's rollouts want, yet never misses one for a rollout that takes it (guarantee 1); and the lean
 tasks it holds become the planner's models only when read."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Rollouts of one project in one operator process (one Deps): they share project listings that keep
-only their servers' tasks, and each still converges exactly as alone (rule 1: no task missed, none
+only their servers' tasks, and each still converges exactly as alone (guarantee 1: no task missed, none
 created twice)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from cloudeye_operator import reconciler
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from cloudeye_operator.listings import ProjectListing
-from tests.operator.harness import TOKEN_SECRET, FakeCluster, condition, emulator_cloud, secret_data
+from tests.support.harness import TOKEN_SECRET, FakeCluster, condition, emulator_cloud, secret_data
 
 OLD = [f"old-{i:04d}" for i in range(1, 151)]
 SCENARIO: dict[str, Any] = {
@@ -74,9 +74,9 @@ async def test_rollouts_share_listings_that_keep_only_their_servers(
     per_step: list[int] = []
     try:
         for _ in range(40):
-            fetches = a.deps.listings.fetches
+            fetches = a.deps.memory.listings.fetches
             cycles = await asyncio.gather(a.cycle(), b.cycle())
-            per_step.append(a.deps.listings.fetches - fetches)
+            per_step.append(a.deps.memory.listings.fetches - fetches)
             if ready(a.status) and ready(b.status):
                 break
             delays = [c.requeue_after for c in cycles if c.requeue_after is not None]
@@ -89,7 +89,7 @@ async def test_rollouts_share_listings_that_keep_only_their_servers(
 
     assert kept, "the project was never listed whole: the test no longer tests sharing"
     assert all(instances <= set(first + second) for instances in kept), kept  # no old- server kept
-    assert a.deps.listings.fetches == len(kept)
+    assert a.deps.memory.listings.fetches == len(kept)
     assert max(per_step) == 1, per_step  # both rollouts cycling at once: one listing for the two
     for cluster in (a, b):
         assert {rec["state"] for rec in cluster.status["instances"].values()} == {"SUCCEEDED"}
@@ -106,7 +106,7 @@ async def test_a_rollout_no_longer_followed_is_forgotten(
     a, b = _cluster(emu, "a", ["srv-0001"]), _cluster(emu, "b", ["srv-0002"])
     b.deps = a.deps
     forgotten: list[object] = []
-    forget = a.deps.listings.forget
+    forget = a.deps.memory.listings.forget
 
     def spy(consumer: object) -> None:
         forgotten.append(consumer)
@@ -114,12 +114,12 @@ async def test_a_rollout_no_longer_followed_is_forgotten(
 
     try:
         await asyncio.gather(a.cycle(), b.cycle())
-        assert {"default/a", "default/b"} <= set(a.deps.specs)
-        monkeypatch.setattr(a.deps.listings, "forget", spy)
+        assert {"default/a", "default/b"} <= set(a.deps.memory.specs)
+        monkeypatch.setattr(a.deps.memory.listings, "forget", spy)
         a.deps.forget("default", "a")
     finally:
         await a.aclose()
         await b.aclose()
-    assert "default/a" not in a.deps.specs
-    assert "default/b" in a.deps.specs
+    assert "default/a" not in a.deps.memory.specs
+    assert "default/b" in a.deps.memory.specs
     assert forgotten == ["default/a"]

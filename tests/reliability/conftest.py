@@ -1,15 +1,17 @@
 """The reliability suite: what the operator survives, with figures.
 
 Two kinds of test live here:
-- in-process (the reconcile cycle of tests/operator/harness.py against the real emulator over HTTP on
+- in-process (the reconcile cycle of tests/support/harness.py against the real emulator over HTTP on
   127.0.0.1, on the emulator's frozen clock): cloud, credential and status-write faults, hostile
   answers, secrets; fast and exactly reproducible;
-- real processes (tests/e2e/conftest.py: the local Kubernetes API, kubectl, `cloudeye-operator run`
-  and `cloudeye-operator emulator`): the crash matrix (SIGKILL at every point of the cycle through
-  the CLOUDEYE_FAULT_HOOK hook), an API server restart, the bad-input corpus at apply time.
+- real processes (tests/support/controlplane.py and e2e.py: the local Kubernetes API, kubectl,
+  `cloudeye-operator run` and `cloudeye-operator emulator`): the crash matrix (SIGKILL at every point
+  of the cycle through the CLOUDEYE_FAULT_HOOK hook), an API server restart, the bad-input corpus at
+  apply time.
 
 Every scenario records its figures with `figures.record(...)`. With CLOUDEYE_RELIABILITY_TABLE=PATH
 set, the session writes them as a Markdown table to PATH (see RELIABILITY.md for how it was made).
+Support code: tests/support/reliability*.py, tests/support/random_kills.py.
 """
 
 from __future__ import annotations
@@ -17,53 +19,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.e2e.conftest import Emulator, Operator, emulator
-from tests.e2e.conftest_controlplane import ControlPlane
-from tests.operator.harness import fleet_scenario
-
-__all__ = ["emulator"]  # the e2e emulator fixture, served to this folder too
-
-TABLE_ENV = "CLOUDEYE_RELIABILITY_TABLE"
-
-SCENARIO = fleet_scenario(seed=11)  # the in-process fleet (tests/operator/harness.py)
-
-
-@dataclass
-class Row:
-    area: str
-    scenario: str
-    produced: str
-    held: str
-    counts: dict[str, Any]
-    test: str
-
-
-@dataclass
-class Figures:
-    rows: list[Row] = field(default_factory=list)
-
-    def record(
-        self, area: str, scenario: str, produced: str, held: str, test: str = "", **counts: Any
-    ) -> None:
-        self.rows.append(Row(area, scenario, produced, held, counts, test))
-
-    def markdown(self) -> str:
-        lines = [
-            "| area | scenario | how it is produced | what held | figures |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for r in self.rows:
-            figures = ", ".join(f"{k}={v}" for k, v in r.counts.items())
-            lines.append(f"| {r.area} | {r.scenario} | {r.produced} | {r.held} | {figures} |")
-        return "\n".join(lines) + "\n"
-
+from tests.support.controlplane import ControlPlane
+from tests.support.e2e import Emulator
+from tests.support.reliability import SCENARIO, TABLE_ENV, Figures, Launcher
 
 _FIGURES = Figures()
 
@@ -94,9 +57,7 @@ async def emu() -> AsyncIterator[RunningEmulator]:
         yield running
 
 
-# --- real processes ----------------------------------------------------------------------------
-
-Launcher = Operator  # the e2e operator process, here scoped to one namespace
+# --- real processes (the `emulator` fixture is tests/conftest.py's) ------------------------------
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import RunningEmulator
-from tests.e2e.conftest_controlplane import ControlPlane
-from tests.operator.harness import FLEET, TOKEN_SECRET, condition, secret_data
-from tests.reliability.conftest import Figures
-from tests.reliability.harness_util import Cluster, api_calls, ready, spec
+from tests.support.controlplane import ControlPlane
+from tests.support.harness import FLEET, TOKEN_SECRET, condition, secret_data
+from tests.support.reliability import Figures
+from tests.support.reliability_harness import Cluster, api_calls, ready, spec
 
 BASE: dict[str, Any] = {
     "action": "UPDATE",

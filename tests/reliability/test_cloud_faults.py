@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from cloudeye_operator.emulator import RunningEmulator
-from tests.operator.harness import FLEET, TOKEN_SECRET, condition, secret_data
-from tests.reliability.conftest import Figures
-from tests.reliability.harness_util import Cluster, ready, spec
+from tests.support.harness import FLEET, TOKEN_SECRET, condition, secret_data
+from tests.support.reliability import Figures
+from tests.support.reliability_harness import Cluster, ready, spec
 
 MAX_ATTEMPTS = 5  # ClientSettings.max_attempts
 BACKOFF_MAX = 20.0  # ClientSettings.backoff_max

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import E2E_SCENARIO, Emulator, is_ready, wait_for
-from tests.e2e.conftest_controlplane import ControlPlane
-from tests.reliability.conftest import Figures, Launcher
-from tests.reliability.e2e_util import (
+from tests.support.controlplane import ControlPlane
+from tests.support.e2e import E2E_SCENARIO, Emulator, is_ready, wait_for
+from tests.support.reliability import Figures, Launcher
+from tests.support.reliability_e2e import (
     READY_IDS,
     budget_manifest,
     ready_manifest,

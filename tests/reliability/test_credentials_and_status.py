@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.operator.harness import AKSK_SECRET, FLEET, PASSWORD_SECRET, TOKEN_SECRET, condition, secret_data
-from tests.reliability.conftest import SCENARIO, Figures
-from tests.reliability.harness_util import Cluster, api_calls, ready, spec
+from tests.support.harness import AKSK_SECRET, FLEET, PASSWORD_SECRET, TOKEN_SECRET, condition, secret_data
+from tests.support.reliability import SCENARIO, Figures
+from tests.support.reliability_harness import Cluster, api_calls, ready, spec
 
 TOKEN_TTL = 20.0
 

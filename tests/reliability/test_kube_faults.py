@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Emulator, fast, get_ar, is_ready, manifest, wait_for
-from tests.e2e.conftest_controlplane import REPO, UP_TIMEOUT_S, ControlPlane, _run_script
-from tests.reliability.conftest import Figures, Launcher
-from tests.reliability.e2e_util import task_figures
+from tests.support.controlplane import REPO, UP_TIMEOUT_S, ControlPlane, run_script
+from tests.support.e2e import Emulator, fast, get_ar, is_ready, manifest, wait_for
+from tests.support.reliability import Figures, Launcher
+from tests.support.reliability_e2e import task_figures
 
 
 def _running(pid: int) -> bool:
@@ -88,7 +88,7 @@ def private_cluster(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Con
     leave the rest of the session without one."""
     state = tmp_path / "control-plane"
     env = dict(os.environ, CONTROL_PLANE_STATE=str(state))
-    up = _run_script("up", env, UP_TIMEOUT_S)
+    up = run_script("up", env, UP_TIMEOUT_S)
     assert up.returncode == 0, up.stderr[-3000:]
     cp = ControlPlane(kubeconfig=state / "kubeconfig", state_dir=state)
     try:
@@ -97,7 +97,7 @@ def private_cluster(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Con
         wait_for(lambda: cp.kubectl("get", "ar", check=False).returncode == 0, 30, "agentrollouts served")
         yield cp
     finally:
-        _run_script("down", env, 60)
+        run_script("down", env, 60)
 
 
 def test_api_server_restarted_mid_rollout(

@@ -4,7 +4,7 @@ Real parts only: the local Kubernetes API and kubectl, `cloudeye-operator emulat
 `cloudeye-operator run` as processes. A 240-server UPDATE (15% of task runs fail, five servers
 scripted FAILED, FAILED, SUCCEEDED, retry.limit 3 with a 1 s backoff, 10% of batch-create answers
 lost after the cloud applied them) is driven while a killer SIGKILLs the operator 14 to 18 times at
-moments drawn from `random.Random(seed)` (tests/reliability/random_kills_util.py: `draw_schedule`),
+moments drawn from `random.Random(seed)` (tests/support/random_kills.py: `draw_schedule`),
 restarting it each time; mid-way the spec's version is edited and the kills go on. At the end the
 emulator's record of tasks and servers (ground truth, not the operator's status) must satisfy rules 1
 and 2 of DESIGN.md: see `ground_truth_violations`.
@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tests.e2e.conftest import Emulator, fast, manifest, wait_for
-from tests.e2e.conftest_controlplane import ControlPlane
-from tests.reliability.conftest import Figures, Launcher
-from tests.reliability.random_kills_util import (
+from tests.support.controlplane import ControlPlane
+from tests.support.e2e import Emulator, fast, manifest, wait_for
+from tests.support.random_kills import (
     DROP_AFTER_APPLY_RATE,
     FAILURE_RATE,
     FIRST_VERSION,
@@ -41,6 +40,7 @@ from tests.reliability.random_kills_util import (
     wait_trigger,
     write_scenario,
 )
+from tests.support.reliability import Figures, Launcher
 
 NAMESPACE = "random-kills"
 NAME = "random-kills"

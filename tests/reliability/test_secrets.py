@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
-from tests.e2e.conftest import Emulator, fast, get_ar, is_ready, manifest, wait_for
-from tests.e2e.conftest_controlplane import ControlPlane
-from tests.operator.harness import AKSK_SECRET, FLEET, PASSWORD_SECRET, TOKEN_SECRET, secret_data
-from tests.reliability.conftest import SCENARIO, Figures, Launcher
-from tests.reliability.e2e_util import READY_IDS
-from tests.reliability.harness_util import Cluster, ready, spec
+from tests.support.controlplane import ControlPlane
+from tests.support.e2e import Emulator, fast, get_ar, is_ready, manifest, wait_for
+from tests.support.harness import AKSK_SECRET, FLEET, PASSWORD_SECRET, TOKEN_SECRET, secret_data
+from tests.support.reliability import SCENARIO, Figures, Launcher
+from tests.support.reliability_e2e import READY_IDS
+from tests.support.reliability_harness import Cluster, ready, spec
 
 MODES = {"token": TOKEN_SECRET, "aksk": AKSK_SECRET, "password": PASSWORD_SECRET}
 SECRET_KEYS = ("token", "secretKey", "password")

@@ -13,7 +13,7 @@ pause, UPDATE <-> ROLLBACK), and a second rollout on shared servers. The driver 
 reconciler (`reconciler.reconcile`: real planner, real httpx client) against the *real* emulator over
 HTTP on 127.0.0.1, on the emulator's frozen clock (origin fixed, so task times and ids repeat); a
 crash drops the process' memory (a fresh `Deps` and client pool) and the next cycle starts from the
-last persisted status. The status lives in memory as merge patches (tests/operator/harness.py).
+last persisted status. The status lives in memory as merge patches (tests/support/harness.py).
 
 After every step the checkers compare the operator's status with what the emulator really did (its
 task records with their lineage, every batch-create item that reached it with the revision of the
@@ -82,7 +82,7 @@ from cloudeye_operator.emulator.clock import Clock
 from cloudeye_operator.emulator.state import EmulatorState
 from cloudeye_operator.kube import KubeError
 from cloudeye_operator.reconciler import Deps, Rollout, StatusWriter, reconcile
-from cloudeye_operator.rollout import planner
+from cloudeye_operator.rollout.causes import STALL_REASONS, Reason
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
@@ -93,7 +93,7 @@ from cloudeye_operator.rollout.status import (
     settled,
 )
 from cloudeye_operator.sessions import ClientPool, CloudTarget
-from tests.operator.harness import TOKEN_SECRET, Crash, condition, merge_patch, secret_data
+from tests.support.harness import TOKEN_SECRET, Crash, condition, merge_patch, secret_data
 
 if importlib.util.find_spec("sniffio") is None:
     # httpcore tries `import sniffio` on every request, and a failed import is not cached (a search of
@@ -116,34 +116,13 @@ CONFLICT_RETRY_SECONDS: Final = 5.0
 """What the daemon waits after a status write failed with a KubeError (handlers.drive)."""
 REPLAY: Final = "scripts/simulate --seed {seed} -v"
 
-# Stall reasons: the planner's R_ constants for stalls, and the reconciler's own (reconciler.py).
-PLANNER_STALL_REASONS: Final = frozenset(
-    {
-        planner.R_AUTH_FAILED,
-        planner.R_PERMISSION_DENIED,
-        planner.R_REQUEST_REJECTED,
-        planner.R_BUDGET,
-        planner.R_COMPLETED_WITH_FAILURES,
-        planner.R_DEADLINE,
-    }
-)
-RECONCILER_STALL_REASONS: Final = frozenset(
-    {
-        "InvalidSpec",
-        "SecretNotFound",
-        "SecretForbidden",
-        "SecretUnreadable",
-        "InvalidCredentials",
-        "UnsupportedRegion",
-        "AuthenticationFailed",
-    }
-)
-KNOWN_STALL_REASONS: Final = PLANNER_STALL_REASONS | RECONCILER_STALL_REASONS
+# Stall reasons: the product's closed set (rollout/causes.py).
+KNOWN_STALL_REASONS: Final = frozenset(str(reason) for reason in STALL_REASONS)
 SIM_STALL_REASONS: Final = frozenset(
-    {planner.R_BUDGET, planner.R_COMPLETED_WITH_FAILURES, planner.R_DEADLINE}
+    {Reason.FAILURE_BUDGET_EXCEEDED, Reason.COMPLETED_WITH_FAILURES, Reason.PROGRESS_DEADLINE_EXCEEDED}
 )
 """The only causes of a stall that these scenarios contain (valid specs, valid credentials, no 4xx)."""
-TERMINAL_STALLS: Final = frozenset({planner.R_BUDGET, planner.R_DEADLINE, planner.R_COMPLETED_WITH_FAILURES})
+TERMINAL_STALLS: Final = SIM_STALL_REASONS
 
 UNFINISHED: Final = frozenset({"PENDING", "RUNNING"})
 FAILED_TASK: Final = frozenset({"FAILED", "TIMEOUT", "CANCELED"})
@@ -1290,7 +1269,7 @@ class Checker:
 
         # I3: Ready only when true of the fleet
         if ready.get("status") == "True":
-            observed = reconciling.get("reason") != planner.R_API_UNAVAILABLE
+            observed = reconciling.get("reason") != Reason.CLOUD_EYE_UNAVAILABLE
             if store.cycled and observed and not current:
                 raise Violation(
                     "I3-generation",
@@ -1315,7 +1294,7 @@ class Checker:
             new = [r for r in self.sim.requests if r.rollout == name][store.deadline[1] :]
             raise Violation(
                 "I4-deadline-new-work",
-                f"{name}: Stalled={planner.R_DEADLINE} was reported at "
+                f"{name}: Stalled={Reason.PROGRESS_DEADLINE_EXCEEDED} was reported at "
                 f"generation {gen}, yet new tasks were requested without a spec change: "
                 f"{[(r.kind, r.instance) for r in new]}",
             )
@@ -1329,21 +1308,21 @@ class Checker:
                     f"{name}: Stalled=True {reason} ({stall.get('message')}), "
                     "but nothing in this scenario causes it",
                 )
-            if reason == planner.R_BUDGET and current:
+            if reason == Reason.FAILURE_BUDGET_EXCEEDED and current:
                 gave_up = sum(1 for rec in raw.values() if rec["state"] == "GAVE_UP")
                 budget = _resolve_failures(spec, len(ids))
                 if gave_up <= budget:
                     raise Violation(
                         "I4-budget", f"{name}: {reason} with {gave_up} GAVE_UP <= maxFailures {budget}"
                     )
-            if reason == planner.R_DEADLINE and current and store.deadline is None:
+            if reason == Reason.PROGRESS_DEADLINE_EXCEEDED and current and store.deadline is None:
                 if store.cycled:
                     self._deadline_is_real(store, ids)
                 store.deadline = (gen, own)
         elif store.deadline is not None and current and phase not in ("Succeeded", "Failed"):
             raise Violation(
                 "I4-deadline-cleared",
-                f"{name}: Stalled={planner.R_DEADLINE} at generation {gen} "
+                f"{name}: Stalled={Reason.PROGRESS_DEADLINE_EXCEEDED} at generation {gen} "
                 f"cleared without a spec change while the rollout is not finished "
                 f"(phase {phase}, {_reason(status)})",
             )
@@ -1364,7 +1343,7 @@ class Checker:
             and reconciling.get("status") == "False"
             and spec["action"] == "UPDATE"
             and not spec.get("paused")
-            and stall.get("reason") != planner.R_DEADLINE
+            and stall.get("reason") != Reason.PROGRESS_DEADLINE_EXCEEDED
         ):
             pending = sorted(
                 iid
@@ -1509,7 +1488,7 @@ class Checker:
             when, what = max(recent)
             raise Violation(
                 "I4-deadline-implausible",
-                f"{name}: {planner.R_DEADLINE} ({deadline:g}s) at "
+                f"{name}: {Reason.PROGRESS_DEADLINE_EXCEEDED} ({deadline:g}s) at "
                 f"t={self.now - EPOCH:g}, but {what} at t={when - EPOCH:g}",
             )
 
@@ -1521,7 +1500,7 @@ class Checker:
         raw: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
         states = Counter(rec["state"] for rec in raw.values())
         stall = condition(status, "Stalled")
-        if stall.get("reason") == planner.R_DEADLINE:
+        if stall.get("reason") == Reason.PROGRESS_DEADLINE_EXCEEDED:
             return  # checked when it was reported (I4-deadline-implausible)
         if states["GAVE_UP"] or (store.spec["action"] != "ROLLBACK" and states["ROLLED_BACK"]):
             return  # each GAVE_UP is checked against the requests (I3-gave-up-*)

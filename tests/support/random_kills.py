@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from tests.e2e.conftest import Emulator, is_ready
+from tests.support.e2e import Emulator, is_ready
 
 SEED_ENV: Final = "CLOUDEYE_KILL_SEED"
 

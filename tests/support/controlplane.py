@@ -1,11 +1,11 @@
-"""Session fixture: a real local Kubernetes API server, run as controller-runtime's envtest runs it.
+"""A real local Kubernetes API server, run as controller-runtime's envtest runs it.
 
 ``scripts/control-plane build`` (cached under ``${CLOUDEYE_CACHE:-<repo>/.cache}/control-plane``; the
 first build downloads the Go modules of one pinned Kubernetes release and compiles kube-apiserver,
 kubectl, etcd and the kstatus helper, several minutes) then ``scripts/control-plane up`` with a
-private state dir, and ``down`` at the end of the session.
+private state dir, and ``down`` at the end (`running_control_plane`).
 
-Wire it into a conftest with ``from tests.e2e.conftest_controlplane import control_plane  # noqa: F401``.
+The session fixture ``control_plane`` (tests/conftest.py) starts one per test session.
 Set ``CLOUDEYE_SKIP_CONTROL_PLANE=1`` to skip the tests that need it instead of building it.
 
 What the server does: everything kube-apiserver does (every built-in kind, CRDs, RBAC, service-account
@@ -16,9 +16,9 @@ namespace gets no ``default`` ServiceAccount. The admin kubeconfig is a system:m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -92,7 +92,8 @@ class ControlPlane:
         return log.read_text(errors="replace") if log.exists() else ""
 
 
-def _run_script(verb: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+def run_script(verb: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`scripts/control-plane VERB` with `env`, its output captured; a failure is for the caller to judge."""
     return subprocess.run(
         [str(SCRIPT), verb],
         env=env,
@@ -114,32 +115,26 @@ def _fail(what: str, proc: subprocess.CompletedProcess[str]) -> None:
 @functools.cache
 def built_kubectl() -> Path:
     """The project's own kubectl (`scripts/control-plane build`, cached: about a second when built)."""
-    build = _run_script("build", dict(os.environ), BUILD_TIMEOUT_S)
+    build = run_script("build", dict(os.environ), BUILD_TIMEOUT_S)
     if build.returncode != 0:
         _fail("build", build)
     return KUBECTL
 
 
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """Build (cached) and start a private control plane for the session; stop it at the end."""
-    if os.environ.get("CLOUDEYE_SKIP_CONTROL_PLANE"):
-        pytest.skip("CLOUDEYE_SKIP_CONTROL_PLANE is set")
-    if shutil.which("python3") is None:
-        pytest.fail("control plane tests need python3 on PATH", pytrace=False)
-
-    state = tmp_path_factory.mktemp("control-plane")
+@contextlib.contextmanager
+def running_control_plane(state: Path) -> Iterator[ControlPlane]:
+    """Build (cached) and start a private control plane keeping its state in `state`; stop it on exit."""
     env = dict(os.environ)
     env["CONTROL_PLANE_STATE"] = str(state)
 
     built_kubectl()
-    up = _run_script("up", env, UP_TIMEOUT_S)
+    up = run_script("up", env, UP_TIMEOUT_S)
     if up.returncode != 0:
-        _run_script("down", env, 60)
+        run_script("down", env, 60)
         _fail("up", up)
     try:
         yield ControlPlane(kubeconfig=state / "kubeconfig", state_dir=state)
     finally:
-        down = _run_script("down", env, 60)
+        down = run_script("down", env, 60)
         if down.returncode != 0:
             _fail("down", down)

@@ -12,7 +12,7 @@ from cloudeye_operator.credentials import Credentials
 from cloudeye_operator.emulator import RunningEmulator
 from cloudeye_operator.reconciler import Cycle
 from cloudeye_operator.sessions import CloudTarget
-from tests.operator.harness import FakeCluster, condition, emulator_cloud
+from tests.support.harness import FakeCluster, condition, emulator_cloud
 
 MAX_CYCLES = 300
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest_controlplane import REPO
+from tests.support.controlplane import REPO
 
 
 def kstatus_binary() -> Path:

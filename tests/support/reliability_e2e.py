@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tests.e2e.conftest import Emulator, fast, get_ar, is_ready, manifest
+from tests.support.e2e import Emulator, fast, get_ar, is_ready, manifest
 
 # The rollout that passes through create, poll and retry: srv-0003/0007/0011 fail or time out first.
 READY_IDS = [f"srv-{i:04d}" for i in range(1, 13)]

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import PROJECT, fast
-from tests.e2e.conftest_controlplane import REPO, ControlPlane
+from tests.support.controlplane import REPO, ControlPlane
+from tests.support.e2e import PROJECT, fast
 
 SYSTEM_NAMESPACE = "cloudeye-system"
 SERVICE_ACCOUNT = "cloudeye-operator"
