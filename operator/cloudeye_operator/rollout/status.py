@@ -347,7 +347,7 @@ class InstanceStatus:
 
 
 class Intent(_StatusModel):
-    """A create/retry/rollback call recorded before it is made (rule 1: crash safety)."""
+    """A create/retry/rollback call recorded before it is made (guarantee 1: no duplicate work)."""
 
     action: InvocationType
     instance_ids: tuple[str, ...]
