@@ -55,7 +55,7 @@ def project_pages(task_count: int) -> int:
     return max(1, -(-task_count // MAX_PAGE_LIMIT))
 
 
-def listing_worth_it(task_count: int, per_item: int, *, pages_done: int = 0) -> bool:
+def listing_worth_it(task_count: int, per_item: int, *, pages_done: int) -> bool:
     """Whether to (go on) list(ing) the whole project rather than query `per_item` tasks and instances
     one by one: the listing's pages still to fetch cost no more calls. On a tie the listing wins: one
     consistent snapshot that covers every instance. The pages already fetched are spent either way."""
@@ -101,7 +101,7 @@ def choose_poll(
         if per_item == 1:
             return PollPlan(PollMode.PER_ITEM, 1)
         return PollPlan(PollMode.PROJECT, None)
-    if listing_worth_it(project_task_count_estimate, per_item):
+    if listing_worth_it(project_task_count_estimate, per_item, pages_done=0):
         return PollPlan(PollMode.PROJECT, project_pages(project_task_count_estimate))
     return PollPlan(PollMode.PER_ITEM, per_item)
 

@@ -24,6 +24,7 @@ I = ids(10)  # noqa: E741
     [
         (0, 5000, 0, PollPlan(PollMode.NONE, 0)),
         (3, 5000, 0, PollPlan(PollMode.PER_ITEM, 3)),  # 3 GETs beat 50 pages
+        (49, 5000, 0, PollPlan(PollMode.PER_ITEM, 49)),  # 49 GETs beat 50 pages, by one
         (50, 5000, 0, PollPlan(PollMode.PROJECT, 50)),  # a tie: one consistent snapshot
         (51, 5000, 0, PollPlan(PollMode.PROJECT, 50)),
         (2500, 10_000, 0, PollPlan(PollMode.PROJECT, 100)),
