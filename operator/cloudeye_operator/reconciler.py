@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from cloudeye_operator import faulthooks, logging_setup, metrics
 from cloudeye_operator.cloudeye.client import CloudEyeClient
@@ -20,7 +20,7 @@ from cloudeye_operator.cloudeye.errors import CloudEyeError
 from cloudeye_operator.cloudeye.models import ListedTask
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, from_secret_data, tag
-from cloudeye_operator.errors import CredentialsError, KubeError, SecretNotFound
+from cloudeye_operator.errors import CredentialsError
 from cloudeye_operator.listings import ProjectListing, SharedListings
 from cloudeye_operator.rollout import (
     ActionOutcome,
@@ -49,9 +49,6 @@ from cloudeye_operator.rollout.polling import TaskCounts, listing_worth_it
 from cloudeye_operator.sessions import ClientPool, CloudTarget
 
 log = logging.getLogger(__name__)
-
-# What a cycle may catch, by stage: anything else is a bug, and propagates (kopf retries the handler).
-_SETUP_ERRORS: Final = (SpecError, SecretNotFound, KubeError, CredentialsError, CloudEyeError)
 
 
 class StatusWriter(Protocol):
@@ -182,10 +179,10 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         client = await deps.pool.get(target, credentials, ref)
         stage = Stage.OBSERVE
         observed = await _observe(client, spec, status, target, deps, ref)
-    except _SETUP_ERRORS as error:
+    except Exception as error:
         cause = classify(error, stage, namespace=rollout.namespace)
         if cause is None:
-            raise
+            raise  # not a cause the core knows: a bug, and kopf retries the handler
         if cause.stalled:
             log.warning("%s stalled: %s: %s", ref, cause.reason, cause.message)
         else:

@@ -183,7 +183,8 @@ def classify(error: BaseException, stage: Stage, *, namespace: str = "") -> Caus
         case AuthenticationError():
             return Cause(Reason.AUTHENTICATION_FAILED, str(error))
         case CloudEyeError():
-            return Cause(Reason.CLOUD_EYE_UNAVAILABLE, f"cannot list Cloud Eye tasks: {error}")
+            prefix = "cannot list Cloud Eye tasks: " if stage is Stage.OBSERVE else ""
+            return Cause(Reason.CLOUD_EYE_UNAVAILABLE, f"{prefix}{error}")
     return None
 
 

@@ -115,7 +115,9 @@ class Facts:
     deadline_hit: bool
 
 
-class Cause(NamedTuple):
+class Finding(NamedTuple):
+    """A condition's reason and message as the report found them (a `causes.Cause` is why a cycle failed)."""
+
     reason: Reason
     message: str
 
@@ -200,57 +202,58 @@ def facts(d: Decision) -> Facts:
     )
 
 
-def stall_cause(d: Decision, f: Facts) -> Cause | None:
+def stall_cause(d: Decision, f: Facts) -> Finding | None:
     """The first cause that applies, of those that stop the rollout until something changes."""
     error = None if f.finished else d.api_error
-    if error is not None and CAUSES[call_reason(error.http_status)].stalled:
-        return Cause(call_reason(error.http_status), describe_call_error(error))
+    reason = call_reason(error.http_status) if error is not None else None
+    if error is not None and reason is not None and CAUSES[reason].stalled:
+        return Finding(reason, describe_call_error(error))
     if d.budget.over and not f.recovering:
         # While rollbacks on failure go on, the rollout is still working (Reconciling=True, reason
         # RollingBack): automation must not read "done" before they have ended.
-        return Cause(
+        return Finding(
             Reason.FAILURE_BUDGET_EXCEEDED,
             f"{d.budget.failures} failed > maxFailures {d.budget.limit}: no new work is started; {f.text}",
         )
     if f.deadline_hit and not f.ready:
         # (When it fired: the condition's lastTransitionTime.)
         seconds = d.spec.strategy.progress_deadline_seconds
-        return Cause(
+        return Finding(
             Reason.PROGRESS_DEADLINE_EXCEEDED,
             f"no instance changed state for {seconds}s: no new task is started until the spec "
             f"changes; {f.text}",
         )
     if f.finished and not f.ready:
-        return Cause(Reason.COMPLETED_WITH_FAILURES, f"finished without success everywhere: {f.text}")
+        return Finding(Reason.COMPLETED_WITH_FAILURES, f"finished without success everywhere: {f.text}")
     return None
 
 
-def progress_cause(d: Decision, f: Facts) -> Cause:
+def progress_cause(d: Decision, f: Facts) -> Finding:
     """What the rollout is doing now (Reconciling's reason while it works)."""
     spec, text, by = d.spec, f.text, d.book.by_state
     error = None if f.finished else d.api_error
     if d.revision.waiting:
-        cause = Cause(
+        cause = Finding(
             Reason.WAITING_FOR_PREVIOUS_REVISION,
             f"waiting for the tasks of revision {d.revision.number} to end before starting "
             f"{spec.revision_key}; {text}",
         )
     elif spec.paused:
-        cause = Cause(Reason.PAUSED, f"paused: {text}")
+        cause = Finding(Reason.PAUSED, f"paused: {text}")
     elif error is not None:
-        cause = Cause(Reason.CLOUD_EYE_UNAVAILABLE, f"{describe_call_error(error)}; {text}")
+        cause = Finding(Reason.CLOUD_EYE_UNAVAILABLE, f"{describe_call_error(error)}; {text}")
     elif not f.live and f.remaining and f.remaining == len(by[InstanceState.BLOCKED]):
-        cause = Cause(Reason.BLOCKED, text)
+        cause = Finding(Reason.BLOCKED, text)
     elif f.summary.pending == f.summary.total:
-        cause = Cause(Reason.PENDING, text)
+        cause = Finding(Reason.PENDING, text)
     elif f.recovering:
-        cause = Cause(
+        cause = Finding(
             Reason.ROLLING_BACK,
             f"{d.budget.failures} failed > maxFailures {d.budget.limit}: rolling back {f.recovering} "
             f"updated instance(s), no other new work; {text}",
         )
     else:
-        cause = Cause(Reason.PROGRESSING, text)
+        cause = Finding(Reason.PROGRESSING, text)
     blocked = blocked_text(f.blocked)
     return cause._replace(message=f"{cause.message}; {blocked}") if blocked else cause
 
@@ -259,7 +262,7 @@ ConditionValue = tuple[str, bool, str, str]
 """(type, status, reason, message), for set_condition."""
 
 
-def ready_condition(d: Decision, f: Facts, stall: Cause | None, progress: Cause) -> ConditionValue:
+def ready_condition(d: Decision, f: Facts, stall: Finding | None, progress: Finding) -> ConditionValue:
     if f.ready:
         reason = Reason.ROLLED_BACK if d.spec.action is RolloutAction.ROLLBACK else Reason.SUCCEEDED
     else:
@@ -267,7 +270,7 @@ def ready_condition(d: Decision, f: Facts, stall: Cause | None, progress: Cause)
     return READY, f.ready, reason, f.text
 
 
-def reconciling_condition(f: Facts, stall: Cause | None, progress: Cause) -> ConditionValue:
+def reconciling_condition(f: Facts, stall: Finding | None, progress: Finding) -> ConditionValue:
     if stall is not None:
         return RECONCILING, False, stall.reason, progress.message
     if f.finished:
@@ -275,13 +278,13 @@ def reconciling_condition(f: Facts, stall: Cause | None, progress: Cause) -> Con
     return RECONCILING, True, progress.reason, progress.message
 
 
-def stalled_condition(f: Facts, stall: Cause | None) -> ConditionValue:
+def stalled_condition(f: Facts, stall: Finding | None) -> ConditionValue:
     if stall is None:
         return STALLED, False, Reason.AS_EXPECTED, f.text
     return STALLED, True, stall.reason, stall.message
 
 
-def phase_of(d: Decision, f: Facts, stall: Cause | None, progress: Cause) -> Phase:
+def phase_of(d: Decision, f: Facts, stall: Finding | None, progress: Finding) -> Phase:
     if f.ready:
         return Phase.SUCCEEDED
     if f.finished:
