@@ -30,6 +30,7 @@ from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.logging_setup import QuietSuccessFilter
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
+from cloudeye_operator.rollout.drift import followed_for_drift, repair_excluded
 from cloudeye_operator.rollout.status import RolloutStatus, settled
 from cloudeye_operator.sessions import ClientPool
 
@@ -94,8 +95,12 @@ def rollout_claims(
 
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
-    """The daemon runs unless the rollout is settled (rollout.status.settled)."""
-    return not settled(body.get("status") or {}, body.metadata.get("generation"))
+    """The daemon runs unless the rollout is settled (rollout.status.settled) with no drift checks to
+    make (rollout.drift.followed_for_drift)."""
+    status = body.get("status") or {}
+    if not settled(status, body.metadata.get("generation")):
+        return True
+    return followed_for_drift(body.get("spec") or {}, status)
 
 
 @kopf.on.event(*RESOURCE, id=WAKEUP_HANDLER_ID)
@@ -183,6 +188,7 @@ async def drive(
                 write_status=write_status,
                 post_event=post_event,
                 claimed_elsewhere=claimed,
+                repair_excluded=repair_excluded(body.metadata.annotations),
             )
             try:
                 cycle = await reconcile(rollout, state.deps)

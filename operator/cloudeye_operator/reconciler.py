@@ -8,6 +8,7 @@ holding an action's intent is written before the action is run (guarantee 1).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from cloudeye_operator import faulthooks, logging_setup, metrics
 from cloudeye_operator.cloudeye.client import CloudEyeClient
 from cloudeye_operator.cloudeye.errors import CloudEyeError
-from cloudeye_operator.cloudeye.models import ListedTask
+from cloudeye_operator.cloudeye.models import AgentStatusInfo, ListedTask
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, from_secret_data, tag
 from cloudeye_operator.errors import CredentialsError
@@ -45,6 +46,8 @@ from cloudeye_operator.rollout import (
     status_patch,
 )
 from cloudeye_operator.rollout.diff import status_patch_between
+from cloudeye_operator.rollout.drift import agents_to_query
+from cloudeye_operator.rollout.observation import NOT_REPORTED, AgentHealth
 from cloudeye_operator.rollout.polling import TaskCounts, listing_worth_it
 from cloudeye_operator.sessions import ClientPool, CloudTarget
 
@@ -117,6 +120,8 @@ class Rollout:
     write_status: StatusWriter
     post_event: EventPoster
     claimed_elsewhere: Mapping[str, str] = field(default_factory=dict)
+    repair_excluded: frozenset[str] = frozenset()
+    """Servers a drift check reports but never repairs (drift.REPAIR_EXCLUDE_ANNOTATION)."""
 
 
 class _Persisted:
@@ -179,6 +184,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         client = await deps.pool.get(target, credentials, ref)
         stage = Stage.OBSERVE
         observed = await _observe(client, spec, status, target, deps, ref)
+        observed = await _observe_agents(client, spec, status, observed, now)
     except Exception as error:
         cause = classify(error, stage, namespace=rollout.namespace)
         if cause is None:
@@ -202,7 +208,9 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         now,
         claimed_elsewhere=rollout.claimed_elsewhere,
         credentials=credentials_tag,
+        repair_excluded=rollout.repair_excluded,
     )
+    metrics.record_drift(result.drift)
     del observed  # the listing's tasks: not held across the awaits below (50 rollouts cycle at once)
     status = result.status
     await persisted.write(status)  # the intents are durable before any call (guarantee 1)
@@ -316,6 +324,30 @@ async def _observe(
     results = await asyncio.gather(*queries)
     tasks = (task for result in results for task in result.invocations)
     return Observation.of(tasks, instances_listed=needs.instance_ids)
+
+
+async def _observe_agents(
+    client: CloudEyeClient, spec: RolloutSpec, status: RolloutStatus, observed: Observation, now: datetime
+) -> Observation:
+    """The agents of the servers the plan looks at this cycle (drift.agents_to_query): ceil(N/2000)
+    agent-status calls, none when nothing needs one."""
+    ids = agents_to_query(spec, status, observed.tasks.values(), now)
+    if not ids:
+        return observed
+    reported = {info.instance_id: info for info in await client.list_agent_status(ids)}
+    agents: dict[str, AgentHealth] = {}
+    for iid in ids:
+        info = reported.get(iid)
+        agents[iid] = NOT_REPORTED if info is None else agent_health(info)
+    return dataclasses.replace(observed, agents=agents)
+
+
+def agent_health(info: AgentStatusInfo) -> AgentHealth:
+    """The core's view of one server's agents, from the cloud's answer."""
+    telescope = info.telescope
+    if telescope is None:
+        return AgentHealth(info.uniagent_status.value, "none")
+    return AgentHealth(info.uniagent_status.value, telescope.status.value, telescope.version)
 
 
 def _covers(listing: ProjectListing | int, instances: frozenset[str]) -> bool:

@@ -271,6 +271,8 @@ def test_status_is_typed_not_preserved() -> None:
         "instances",
         "conditions",
         "intents",
+        "resolvedVersion",
+        "driftCheckedAt",
     }
 
 
@@ -316,6 +318,10 @@ SPEC_FIELDS = {
     "spec.strategy.pollIntervalSeconds": ("integer", False),
     "spec.strategy.progressDeadlineSeconds": ("integer", False),
     "spec.strategy.rollbackOnFailure": ("boolean", False),
+    "spec.strategy.verifyTimeoutSeconds": ("integer", False),
+    "spec.drift": ("object", False),
+    "spec.drift.intervalSeconds": ("integer", False),
+    "spec.drift.mode": ("string", False),
     "spec.paused": ("boolean", False),
 }
 
@@ -351,6 +357,10 @@ DEFAULTS = {
     "spec.strategy.pollIntervalSeconds": 15,
     "spec.strategy.progressDeadlineSeconds": 3600,
     "spec.strategy.rollbackOnFailure": False,
+    "spec.strategy.verifyTimeoutSeconds": 300,
+    "spec.drift": {},
+    "spec.drift.intervalSeconds": 300,
+    "spec.drift.mode": "Repair",
     "spec.paused": False,
     "status": {"observedGeneration": 0},  # not yet observed, for kstatus (see the CRD comment)
 }
@@ -371,7 +381,9 @@ def test_defaults_apply_when_strategy_is_left_out() -> None:
         "pollIntervalSeconds": 15,
         "progressDeadlineSeconds": 3600,
         "rollbackOnFailure": False,
+        "verifyTimeoutSeconds": 300,
     }
+    assert obj["spec"]["drift"] == {"intervalSeconds": 300, "mode": "Repair"}
     assert "cloud" not in obj["spec"], "cloud has no default: the operator-wide defaults apply"
 
 
@@ -533,6 +545,7 @@ def test_status_instance_entry_fields() -> None:
         "retryAt",
         "failure",
         "rollbackOf",
+        "drift",
     }
     assert entry["required"] == ["state"]
     assert entry["properties"]["attempts"]["type"] == "integer"
@@ -581,8 +594,10 @@ def test_summary_counts() -> None:
         "inFlight",
         "pending",
         "skipped",
+        "drifted",
     }
-    assert set(summary["required"]) == set(summary["properties"])
+    # drifted came later: a status written before it still validates (the CEL rule reads it with has()).
+    assert set(summary["required"]) == set(summary["properties"]) - {"drifted"}
     assert all(p["type"] == "integer" and p["minimum"] == 0 for p in summary["properties"].values())
 
 
@@ -1180,5 +1195,5 @@ def test_cel_summary_counts_add_up() -> None:
     obj["status"]["summary"]["skipped"] = 2
     assert cel_errors(obj) == [
         ".status.summary: summary counts must add up: total == succeeded + failed + rolledBack + "
-        "inFlight + pending + skipped"
+        "inFlight + pending + skipped + drifted"
     ]

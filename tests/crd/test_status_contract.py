@@ -53,6 +53,7 @@ from cloudeye_operator.rollout import (
     record_outcome,
 )
 from cloudeye_operator.rollout.conditions import Condition
+from cloudeye_operator.rollout.observation import AgentHealth
 from cloudeye_operator.rollout.spec import resolve_max_failures, resolve_max_in_flight
 from cloudeye_operator.rollout.status import (
     ApiErrorRecord,
@@ -247,7 +248,7 @@ def drive(
 
     `answer` replaces the fake cloud's answer to the cycle's task actions (the cloud is not called).
     """
-    observed = Observation.of(sim.cloud.tasks.values())
+    observed = Observation.of(sim.cloud.tasks.values(), agents=sim.cloud.agents())
     p = plan(
         sim.spec,
         sim.generation,
@@ -371,6 +372,31 @@ def _secret_missing(seen: list[RolloutStatus]) -> None:
         seen.append(status)
 
 
+def _verify_and_drift(seen: list[RolloutStatus]) -> None:
+    """A versionType target (the version is learnt from the agents), a task SUCCEEDED whose agent never
+    comes up (VERIFYING, then UNVERIFIED), and a drift check that finds a converged server stopped."""
+    strategy = {"verifyTimeoutSeconds": 60, "retry": {"limit": 1}}
+    sim = Sim(make_spec(["ecs-v0", "ecs-v1", "ecs-v2"], versionType="ADVANCE_VERSION", strategy=strategy))
+    drive(sim, at(0), seen)
+    for iid in ("ecs-v0", "ecs-v1", "ecs-v2"):
+        tid = sim.cloud.latest(iid).invocation_id
+        sim.cloud.tasks[tid] = sim.cloud.tasks[tid].model_copy(update={"target_version": "2.7.2"})
+    sim.cloud.finish(["ecs-v0", "ecs-v1", "ecs-v2"], "SUCCEEDED")
+    sim.cloud.sick["ecs-v1"] = AgentHealth("silent", "stopped", "2.7.2")
+    drive(sim, at(15), seen)  # v0, v2 verified; v1 VERIFYING
+    spec = make_spec(
+        ["ecs-v0", "ecs-v1", "ecs-v2"], versionType="ADVANCE_VERSION", strategy=strategy, paused=True
+    )
+    sim.spec, sim.generation = spec, 2
+    drive(sim, at(90), seen)  # v1 UNVERIFIED, held (paused)
+    sim2 = Sim(make_spec(["ecs-w0", "ecs-w1"], version="2.7.2", drift={"mode": "Report"}))
+    drive(sim2, at(0), seen)
+    sim2.cloud.finish(["ecs-w0", "ecs-w1"], "SUCCEEDED")
+    drive(sim2, at(15), seen)
+    sim2.cloud.sick["ecs-w1"] = AgentHealth("running", "stopped", "2.7.2")
+    drive(sim2, at(400), seen)  # the drift check finds w1 stopped: DRIFTED (reported only)
+
+
 @functools.cache
 def planner_statuses() -> tuple[RolloutStatus, ...]:
     seen: list[RolloutStatus] = []
@@ -381,6 +407,7 @@ def planner_statuses() -> tuple[RolloutStatus, ...]:
         _confirmed_and_preexisting,
         _deadline,
         _secret_missing,
+        _verify_and_drift,
     ):
         scenario(seen)
     return tuple(seen)
@@ -416,6 +443,7 @@ def full_status() -> RolloutStatus:
         retry_at=at(40),
         failure=Failure.FAILED,
         rollback_of="update-task-0001",
+        drift="telescope is not running (uniagent running, telescope stopped 2.6.1)",
     )
     intents: dict[str, Intent] = {}
     for status in seen:
@@ -443,6 +471,8 @@ def full_status() -> RolloutStatus:
             "intents": intents,
             "api_error": api_error,
             "consecutive_errors": 2,
+            "resolved_version": next(s.resolved_version for s in seen if s.resolved_version),
+            "drift_checked_at": next(s.drift_checked_at for s in seen if s.drift_checked_at),
         }
     )
 
@@ -547,7 +577,7 @@ def test_the_summary_rule_holds_and_bites() -> None:
     data["summary"]["skipped"] += 1
     assert cel_errors(data, STATUS_SCHEMA, ".status") == [
         ".status.summary: summary counts must add up: total == succeeded + failed + rolledBack + "
-        "inFlight + pending + skipped"
+        "inFlight + pending + skipped + drifted"
     ]
 
 

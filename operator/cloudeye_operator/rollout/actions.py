@@ -33,6 +33,10 @@ class EventReason(StrEnum):
     CALL_FAILED = "CallFailed"
     CALL_UNANSWERED = "CallUnanswered"
     REFUSED = "Refused"
+    UNVERIFIED = "Unverified"
+    DRIFT_FOUND = "DriftFound"
+    REPAIRED = "Repaired"
+    DRIFT_CLEARED = "DriftCleared"
 
 
 class Verb(StrEnum):

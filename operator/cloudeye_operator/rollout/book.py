@@ -47,8 +47,10 @@ def intent_subset(intent: Intent, keep: list[int], confirmed: set[str] | None = 
 
 
 class Book:
-    def __init__(self, status: RolloutStatus, now: datetime) -> None:
+    def __init__(self, status: RolloutStatus, now: datetime, *, verify: bool = False) -> None:
         self.now = now
+        self.verify = verify
+        """A task that SUCCEEDED leaves its server VERIFYING (the agent is looked at), not done."""
         self.instances: dict[str, InstanceStatus] = dict(status.instances)
         self.intents: dict[str, Intent] = dict(status.intents)
         self.moved: set[str] = set()
@@ -150,6 +152,9 @@ class Book:
             return self.set(iid, state=state, message=None, **common)
         done: dict[str, Any] = {"failure": None, "retry_at": None}
         if status is InvocationStatus.SUCCEEDED:
+            if self.verify:
+                message = f"{noun} {tid} SUCCEEDED; waiting to see telescope running"
+                return self.set(iid, state=InstanceState.VERIFYING, message=message, **common, **done)
             if rolling:
                 message = f"{noun} {tid} SUCCEEDED"
                 return self.set(iid, state=InstanceState.ROLLED_BACK, message=message, **common, **done)

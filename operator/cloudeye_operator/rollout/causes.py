@@ -41,7 +41,9 @@ class Reason(StrEnum):
     WAITING_FOR_PREVIOUS_REVISION = "WaitingForPreviousRevision"
     ROLLING_BACK = "RollingBack"
     CLOUD_EYE_UNAVAILABLE = "CloudEyeUnavailable"
+    REPAIRING_DRIFT = "RepairingDrift"
     # Stalled=True: the plan's own findings
+    DRIFT_DETECTED = "DriftDetected"
     FAILURE_BUDGET_EXCEEDED = "FailureBudgetExceeded"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     COMPLETED_WITH_FAILURES = "CompletedWithFailures"

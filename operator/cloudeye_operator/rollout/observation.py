@@ -37,6 +37,36 @@ class Task(Protocol):
     def target_version(self) -> str | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AgentHealth:
+    """One server's agents as Cloud Eye's agent-status call reports them (lowercase wire values)."""
+
+    uniagent: str
+    """none | running | silent | unknown (silent: telescope killed, heartbeat kept; unknown: lost)."""
+    telescope: str
+    """none | running | stopped | fault | unknown ("none": not installed)."""
+    version: str | None = None
+    """telescope's version, if reported."""
+
+    @property
+    def installed(self) -> bool:
+        return self.telescope != "none" or self.version is not None
+
+    def runs(self, version: str | None) -> bool:
+        """telescope is up (with a live uniagent) at `version` (any version when None)."""
+        up = self.uniagent == "running" and self.telescope == "running"
+        return up and (version is None or self.version == version)
+
+    def describe(self) -> str:
+        """E.g. "uniagent silent, telescope stopped 2.7.2"."""
+        version = f" {self.version}" if self.version else ""
+        return f"uniagent {self.uniagent}, telescope {self.telescope}{version}"
+
+
+NOT_REPORTED: Final = AgentHealth(uniagent="unknown", telescope="unknown")
+"""A server the agent-status call did not answer for."""
+
+
 @dataclass(frozen=True)
 class Observation:
     """Tasks listed this cycle, by invocation id (unrelated tasks are allowed and ignored).
@@ -49,12 +79,24 @@ class Observation:
 
     tasks: Mapping[str, Task]
     instances_listed: frozenset[str] | None = None
+    agents: Mapping[str, AgentHealth] | None = None
+    """The agents of the servers whose agents were queried this cycle (those not answered for are
+    NOT_REPORTED); None when none were. Only a queried server can verify or be found drifted."""
     _by_instance: dict[str, list[Task]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def of(cls, tasks: Iterable[Task], instances_listed: Iterable[str] | None = None) -> Observation:
+    def of(
+        cls,
+        tasks: Iterable[Task],
+        instances_listed: Iterable[str] | None = None,
+        agents: Mapping[str, AgentHealth] | None = None,
+    ) -> Observation:
         listed = None if instances_listed is None else frozenset(instances_listed)
-        return cls({task.invocation_id: task for task in tasks}, listed)
+        return cls({task.invocation_id: task for task in tasks}, listed, agents)
+
+    def agent(self, instance_id: str) -> AgentHealth | None:
+        """The server's agents if they were queried this cycle."""
+        return None if self.agents is None else self.agents.get(instance_id)
 
     def covers(self, instance_id: str) -> bool:
         return self.instances_listed is None or instance_id in self.instances_listed

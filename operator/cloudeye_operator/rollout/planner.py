@@ -9,6 +9,10 @@ One cycle, in order:
                listed in the same cycle (see 9). An older task that merely looks alike is never
                taken: when nothing qualifies the intent waits, then is released.
   3. observe   the tracked task of every instance that has one unfinished
+  3a. verify   a server whose task SUCCEEDED is done once telescope is seen running the version the
+               task set; not seen within strategy.verifyTimeoutSeconds: UNVERIFIED (a failure)
+  3b. drift    when a drift check is due: a converged server off its declared state is DRIFTED
+               (to repair, or only to report: spec.drift.mode); a drifted one seen back is SUCCEEDED
   4. revision  a changed action/version/versionType starts revision+1 once the old tasks have ended
   5. classify  failures: retry allowed (FAILED/TIMEOUT/REFUSED + retryAt) or GAVE_UP
   6. budget    GAVE_UP > maxFailures: start nothing new; with rollbackOnFailure, mark updated
@@ -36,9 +40,16 @@ from cloudeye_operator.rollout.actions import Event, TaskAction
 from cloudeye_operator.rollout.book import INTENT_RELEASE_AFTER, Book, intent_subset
 from cloudeye_operator.rollout.causes import call_reason, retry_after
 from cloudeye_operator.rollout.conditions import utc_seconds
+from cloudeye_operator.rollout.drift import (
+    CHECKED,
+    declared_version,
+    drift_check_due,
+    finding,
+    repair_action,
+)
 from cloudeye_operator.rollout.observation import CLOCK_SKEW_SECONDS, Observation, Task, rollback_source
-from cloudeye_operator.rollout.report import Budget, Decision, Revision, conclude
-from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
+from cloudeye_operator.rollout.report import Budget, Decision, Drift, Revision, conclude
+from cloudeye_operator.rollout.spec import DriftMode, RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import (
     HELD_FAILURES,
     IN_FLIGHT,
@@ -52,6 +63,8 @@ from cloudeye_operator.rollout.status import (
     RolloutStatus,
 )
 
+_CREATES = (InvocationType.INSTALL, InvocationType.UPDATE)
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -63,6 +76,8 @@ class Plan:
     """To persist BEFORE running the tasks: it holds their intents."""
     requeue_after: float | None
     """Seconds until the next cycle is needed; None when nothing is unfinished and no timer runs."""
+    drift: Drift = Drift()  # noqa: RUF009 - an immutable NamedTuple
+    """What the agents showed (verification failures, drift found and repaired), for metrics."""
 
 
 def api_hold_until(error: ApiErrorRecord | None, now: datetime) -> datetime | None:
@@ -99,20 +114,30 @@ def plan(
     *,
     claimed_elsewhere: Mapping[str, str] | None = None,
     credentials: str | None = None,
+    repair_excluded: frozenset[str] = frozenset(),
 ) -> Plan:
     """Decide the next step of a rollout. Pure: the same inputs give the same Plan.
 
     `claimed_elsewhere`: instance id -> "namespace/name" of another rollout with unfinished work on it.
     `credentials`: a tag of the credentials this cycle uses (`credentials.tag`), to tell rotated ones.
+    `repair_excluded`: servers a drift check reports but never repairs (drift.REPAIR_EXCLUDE_ANNOTATION).
     """
     return _Planner(
-        spec, generation, status, observed, utc_seconds(now), claimed_elsewhere or {}, credentials
+        spec,
+        generation,
+        status,
+        observed,
+        utc_seconds(now),
+        claimed_elsewhere or {},
+        credentials,
+        repair_excluded,
     ).run()
 
 
 @dataclass
 class _Starts:
-    creates: list[str] = field(default_factory=list)
+    creates: dict[InvocationType, list[str]] = field(default_factory=dict)
+    """By type: the spec's action, or a repair's INSTALL/UPDATE."""
     retries: list[tuple[str, str]] = field(default_factory=list)
     rollbacks: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -132,6 +157,7 @@ class _Planner:
         now: datetime,
         claimed: Mapping[str, str],
         credentials: str | None,
+        repair_excluded: frozenset[str],
     ) -> None:
         self.spec = spec
         self.ids = spec.instance_ids
@@ -141,7 +167,8 @@ class _Planner:
         self.now = now
         self.claimed = claimed
         self.credentials = credentials
-        self.book = Book(status, now)
+        self.repair_excluded = repair_excluded
+        self.book = Book(status, now, verify=spec.strategy.verify_timeout_seconds > 0)
         self.fresh = InstanceStatus(action=spec.action.invocation_type, last_transition_time=now)
         # A deadline that fired stays fired until the spec changes (a new generation): no new task.
         self.deadline_fired = status.deadline_exceeded_generation == generation
@@ -152,7 +179,11 @@ class _Planner:
         self._sync_instances()
         adopted = self._settle_intents()
         self._observe_tasks()
+        verified = self._verify()
+        drift = self._check_drift(verified)
         revision = self._switch_revision()
+        if revision.started:
+            drift = drift._replace(resolved_version=None)
         gave_up = self._classify_failures()
         budget = self._budget(revision)
         if budget.over and self.spec.strategy.rollback_on_failure:
@@ -182,9 +213,11 @@ class _Planner:
             gave_up=tuple(gave_up),
             skipped=tuple(starts.skipped),
             newly_blocked=tuple(newly_blocked),
+            drift=drift,
+            repair_excluded=self.repair_excluded,
         )
         report = conclude(decision)
-        return Plan(tasks, report.events, report.status, report.requeue_after)
+        return Plan(tasks, report.events, report.status, report.requeue_after, drift)
 
     # --- 1. the instance set follows the spec ----------------------------------------------------
 
@@ -309,6 +342,91 @@ class _Planner:
             if task is not None:  # not listed this cycle: keep what we knew (the deadline watches)
                 book.apply_task(iid, task)
 
+    # --- 3a. verify successes against the agents (guarantee 2) -------------------------------------
+
+    def _verify(self) -> Drift:
+        """Returns the servers that failed verification now and those repaired, in a `Drift` (the
+        rest of it is filled by the drift check)."""
+        book, spec, obs = self.book, self.spec, self.obs
+        unverified: list[str] = []
+        repaired: list[str] = []
+        resolved = self.prior.resolved_version
+        timeout = spec.strategy.verify_timeout_seconds
+        for iid in book.ids_in(InstanceState.VERIFYING):
+            rec = book.instances[iid]
+            rolling = rec.action is InvocationType.ROLLBACK
+            done = InstanceState.ROLLED_BACK if rolling else InstanceState.SUCCEEDED
+            noun = "rollback task" if rolling else "task"
+            if timeout == 0:  # verification turned off meanwhile: the task's word is taken
+                book.set(
+                    iid, state=done, message=None if not rolling else f"{noun} {rec.invocation_id} SUCCEEDED"
+                )
+                continue
+            # The version its own task set; else the one its revision asked for (a draining old
+            # revision's task is held to its own version, not to the new spec's).
+            asked = spec.version if self.prior.revision_key == spec.revision_key else None
+            target = rec.target_version if rolling else (rec.target_version or asked)
+            health = obs.agent(iid)
+            if health is None:
+                continue  # not looked at this cycle: its deadline waits for a look
+            if health.runs(target):
+                message = f"{noun} {rec.invocation_id} SUCCEEDED; {health.describe()}" if rolling else None
+                book.set(iid, state=done, message=message, drift=None)
+                if rec.drift is not None:
+                    repaired.append(iid)
+                if not rolling and spec.version is None and health.version:
+                    resolved = health.version
+                continue
+            seen = health.describe()
+            wanted = f"running {target}" if target else "running"
+            since = rec.last_transition_time or self.now
+            if self.now - since >= timedelta(seconds=timeout):
+                message = (
+                    f"{noun} {rec.invocation_id} SUCCEEDED, but telescope was not seen {wanted} within "
+                    f"{timeout}s: {seen} (attempt {rec.attempts})"
+                )
+                book.set(iid, state=InstanceState.UNVERIFIED, failure=Failure.UNVERIFIED, message=message)
+                unverified.append(iid)
+            else:
+                message = f"{noun} {rec.invocation_id} SUCCEEDED; waiting to see telescope {wanted}: {seen}"
+                book.set(iid, message=message)
+        return Drift(unverified=tuple(unverified), repaired=tuple(repaired), resolved_version=resolved)
+
+    # --- 3b. drift: converged servers checked against their agents --------------------------------
+
+    def _check_drift(self, verified: Drift) -> Drift:
+        book, spec, obs = self.book, self.spec, self.obs
+        if not drift_check_due(spec, self.prior, self.now) or obs.agents is None:
+            return verified
+        checked = book.ids_in(*CHECKED)
+        if any(obs.agent(iid) is None for iid in checked):
+            return verified  # a partial look proves nothing about the others: the check waits
+        status = self.prior.model_copy(update={"resolved_version": verified.resolved_version})
+        found: list[tuple[str, str]] = []
+        back: list[str] = []
+        for iid in checked:
+            rec = book.instances[iid]
+            health = obs.agents[iid]
+            what = finding(health, declared_version(spec, status, rec.target_version))
+            if what is None:
+                if rec.state is InstanceState.DRIFTED:
+                    book.set(iid, state=InstanceState.SUCCEEDED, drift=None, message=None)
+                    back.append(iid)
+                continue
+            if rec.state is InstanceState.DRIFTED and rec.drift == what:
+                continue
+            book.set(
+                iid,
+                state=InstanceState.DRIFTED,
+                action=repair_action(health),
+                attempts=0,
+                drift=what,
+                current_version=health.version,
+                message=f"drift: {what}",
+            )
+            found.append((iid, what))
+        return verified._replace(checked=True, found=tuple(found), back=tuple(back))
+
     # --- 4. revisions ---------------------------------------------------------------------------
 
     def _switch_revision(self) -> Revision:
@@ -341,7 +459,7 @@ class _Planner:
         gave_up: list[str] = []
         book = self.book
         retry = self.spec.strategy.retry
-        allowed = {Failure(on.value) for on in retry.on_statuses} | {Failure.REFUSED}
+        allowed = {Failure(on.value) for on in retry.on_statuses} | {Failure.REFUSED, Failure.UNVERIFIED}
         backoff = timedelta(seconds=retry.backoff_seconds)
         for iid in book.ids_in(*HELD_FAILURES):
             rec = book.instances[iid]
@@ -465,14 +583,17 @@ class _Planner:
                 continue
             rec = book.instances[iid]
             note = f"attempt {rec.attempts + 1} of {limit + 1}"
-            if rec.failure is not Failure.REFUSED and rec.invocation_id is not None:
+            if rec.failure is not None and not rec.failure.new_task and rec.invocation_id is not None:
                 starts.retries.append((iid, rec.invocation_id))
                 message = f"retrying task {rec.invocation_id} ({note})"
                 book.set(iid, state=InstanceState.CREATING, message=message)
             else:
                 self._start_one(iid, rec, starts, note)
         rollback_action = self.spec.action is RolloutAction.ROLLBACK
-        waiting = book.by_state[InstanceState.WAITING]
+        waiting: Mapping[str, None] = book.by_state[InstanceState.WAITING]
+        repairs = self._repairable()
+        if repairs:
+            waiting = {**waiting, **dict.fromkeys(repairs)}
         limit = self.spec.max_in_flight()
         capacity = whole_batches(limit - book.count(IN_FLIGHT), limit, len(waiting))
         for iid in self.ids if waiting else ():
@@ -491,6 +612,12 @@ class _Planner:
                 self._start_one(iid, rec, starts, None)
                 capacity -= 1
         return starts
+
+    def _repairable(self) -> list[str]:
+        """DRIFTED servers to repair now (spec.drift.mode Repair, not excluded by annotation)."""
+        if self.spec.drift.mode is not DriftMode.REPAIR:
+            return []
+        return [iid for iid in self.book.by_state[InstanceState.DRIFTED] if iid not in self.repair_excluded]
 
     def _covered(self, iid: str) -> bool:
         """Whether work may start on an instance now: only when its whole history was listed this
@@ -524,8 +651,10 @@ class _Planner:
             starts.rollbacks.append((iid, rec.rollback_of))
             message = f"rolling back task {rec.rollback_of}{suffix}"
         else:
-            starts.creates.append(iid)
-            message = f"creating {self.spec.action} task{suffix}"
+            kind = rec.action if rec.action in _CREATES else self.spec.action.invocation_type
+            starts.creates.setdefault(kind, []).append(iid)
+            repair = "repair: " if rec.drift is not None else ""
+            message = f"{repair}creating {kind} task{suffix}"
         self.book.set_shared(iid, state=InstanceState.CREATING, message=message)
 
     def _record_intents(self, starts: _Starts, revision: int) -> tuple[TaskAction, ...]:
@@ -533,10 +662,9 @@ class _Planner:
         calls."""
         tasks: list[TaskAction] = []
         spec = self.spec
-        if starts.creates:
-            kind = spec.action.invocation_type
-            key = self._new_intent(revision, kind, starts.creates, (), spec.version)
-            tasks.append(TaskAction(key, kind, tuple(starts.creates), spec.version_type, spec.version))
+        for kind, creates in sorted(starts.creates.items()):
+            key = self._new_intent(revision, kind, creates, (), spec.version)
+            tasks.append(TaskAction(key, kind, tuple(creates), spec.version_type, spec.version))
         on_tasks = ((InvocationType.RETRY, starts.retries), (InvocationType.ROLLBACK, starts.rollbacks))
         for kind, pairs in on_tasks:
             if pairs:

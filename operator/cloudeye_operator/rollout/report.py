@@ -23,9 +23,11 @@ from cloudeye_operator.rollout.actions import Event, EventKind, EventReason, Tas
 from cloudeye_operator.rollout.book import INTENT_RELEASE_AFTER, Book
 from cloudeye_operator.rollout.causes import CAUSES, Reason, call_reason
 from cloudeye_operator.rollout.conditions import READY, RECONCILING, STALLED, Condition, set_condition
-from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
+from cloudeye_operator.rollout.drift import next_drift_check
+from cloudeye_operator.rollout.spec import DriftMode, RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import (
     HELD_FAILURES,
+    IN_FLIGHT,
     LIVE,
     NOT_STARTED,
     ApiErrorRecord,
@@ -36,6 +38,8 @@ from cloudeye_operator.rollout.status import (
 )
 
 REMAINING: Final = (*NOT_STARTED, *HELD_FAILURES, InstanceState.RETRY_WAIT)
+REPAIRING: Final = (*IN_FLIGHT, *HELD_FAILURES, InstanceState.GAVE_UP)
+"""States a server found drifted passes through until it is back (its record keeps `drift`)."""
 """States of instances that still have work ahead (unless the rollout stops starting work)."""
 
 MAX_IDS_IN_MESSAGE: Final = 5
@@ -50,6 +54,23 @@ class Revision(NamedTuple):
     """This cycle started it."""
     waiting: bool = False
     """The spec asks for a new revision, which waits for the old one's tasks to end."""
+
+
+class Drift(NamedTuple):
+    """What the agents showed this cycle (planner steps 3a and 3b)."""
+
+    unverified: tuple[str, ...] = ()
+    """Servers whose task SUCCEEDED and whose agent was not seen up in time (UNVERIFIED now)."""
+    repaired: tuple[str, ...] = ()
+    """Drifted servers verified back on the declared state by a repair."""
+    resolved_version: str | None = None
+    """The version this revision's tasks were seen to set (status.resolvedVersion)."""
+    checked: bool = False
+    """A drift check looked at every converged server this cycle."""
+    found: tuple[tuple[str, str], ...] = ()
+    """(server, what is off) found by this check."""
+    back: tuple[str, ...] = ()
+    """Drifted servers this check found back without a repair."""
 
 
 class Budget(NamedTuple):
@@ -85,6 +106,8 @@ class Decision:
     gave_up: tuple[str, ...]
     skipped: tuple[str, ...]
     newly_blocked: tuple[str, ...]
+    drift: Drift = Drift()  # noqa: RUF009 - an immutable NamedTuple
+    repair_excluded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +136,10 @@ class Facts:
     """Blocked instances by the rollout that holds them."""
     last_progress: datetime
     deadline_hit: bool
+    drifted: int
+    """Servers off the declared state: DRIFTED, or found so and not repaired yet."""
+    unrepaired: int
+    """DRIFTED servers no repair will start on (spec.drift.mode Report, or excluded)."""
 
 
 class Finding(NamedTuple):
@@ -149,6 +176,8 @@ def conclude(d: Decision) -> Report:
             "api_error": None if f.finished else d.api_error,
             "deadline_exceeded_generation": d.generation if f.deadline_hit and not f.ready else None,
             "consecutive_errors": None,
+            "resolved_version": d.drift.resolved_version,
+            "drift_checked_at": d.now if d.drift.checked else d.prior.drift_checked_at,
         }
     )
     return Report(status, tuple(events(d, f, conditions, phase)), requeue_after(d, f))
@@ -159,7 +188,15 @@ def facts(d: Decision) -> Facts:
     by = book.by_state
     summary = book.summary()
     live = book.count(LIVE) + (1 if book.intents else 0)
-    remaining = book.count(REMAINING)
+    drifted_now = by[InstanceState.DRIFTED]
+    if spec.drift.mode is DriftMode.REPAIR:
+        unrepaired = sum(1 for iid in drifted_now if iid in d.repair_excluded)
+    else:
+        unrepaired = len(drifted_now)
+    remaining = book.count(REMAINING) - unrepaired
+    drifted = len(drifted_now) + sum(
+        1 for iid in book.ids_in(*REPAIRING) if book.instances[iid].drift is not None
+    )
     # Rollbacks started by rollbackOnFailure that are not over yet (they go on over budget, and once
     # marked they go on even if rollbackOnFailure is turned off).
     recovering = 0
@@ -199,6 +236,8 @@ def facts(d: Decision) -> Facts:
         blocked=Counter(d.claimed.get(iid, "?") for iid in by[InstanceState.BLOCKED]),
         last_progress=last_progress,
         deadline_hit=deadline_hit,
+        drifted=drifted,
+        unrepaired=unrepaired,
     )
 
 
@@ -223,6 +262,13 @@ def stall_cause(d: Decision, f: Facts) -> Finding | None:
             f"no instance changed state for {seconds}s: no new task is started until the spec "
             f"changes; {f.text}",
         )
+    if f.finished and f.unrepaired and f.unrepaired == f.summary.total - f.summary.succeeded:
+        why = "excluded from repair" if d.spec.drift.mode is DriftMode.REPAIR else "spec.drift.mode Report"
+        return Finding(
+            Reason.DRIFT_DETECTED,
+            f"{f.unrepaired} server(s) off the declared state, not repaired ({why}): {drifted_text(d)}; "
+            f"{f.text}",
+        )
     if f.finished and not f.ready:
         return Finding(Reason.COMPLETED_WITH_FAILURES, f"finished without success everywhere: {f.text}")
     return None
@@ -246,6 +292,10 @@ def progress_cause(d: Decision, f: Facts) -> Finding:
         cause = Finding(Reason.BLOCKED, text)
     elif f.summary.pending == f.summary.total:
         cause = Finding(Reason.PENDING, text)
+    elif f.drifted:
+        cause = Finding(
+            Reason.REPAIRING_DRIFT, f"repairing {f.drifted} server(s) found off the declared state; {text}"
+        )
     elif f.recovering:
         cause = Finding(
             Reason.ROLLING_BACK,
@@ -300,10 +350,13 @@ def phase_of(d: Decision, f: Facts, stall: Finding | None, progress: Finding) ->
 
 def requeue_after(d: Decision, f: Facts) -> float | None:
     """Seconds until the next cycle is needed; None when only a spec change can move the rollout."""
-    if f.finished and not d.tasks:
-        return None
     spec, book, now = d.spec, d.book, d.now
     moments: list[datetime] = []
+    check = next_drift_check(spec, _after(d, f))
+    if check is not None:
+        moments.append(max(check, now))
+    if f.finished and not d.tasks:
+        return max(1.0, (moments[0] - now).total_seconds()) if moments else None
     poll = timedelta(seconds=spec.strategy.poll_interval_seconds)
     # Poll while tasks run, or while not-started work waits on something a listing or a claim
     # can change; not while only a timer (retry backoff, API error hold) is pending.
@@ -364,6 +417,30 @@ def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phas
                 add(kind, Reason.ROLLING_BACK, f"rolling back {_ids(task.ids, 'UPDATE task')}")
     if d.gave_up:
         add(EventKind.WARNING, EventReason.GAVE_UP, f"no more retries for {_ids(d.gave_up)}")
+    if d.drift.unverified:
+        add(
+            EventKind.WARNING,
+            EventReason.UNVERIFIED,
+            f"task SUCCEEDED but telescope not seen running in time on {_ids(d.drift.unverified)}",
+        )
+    if d.drift.found:
+        mode = "repairing" if spec.drift.mode is DriftMode.REPAIR else "report only"
+        found = "; ".join(f"{iid}: {what}" for iid, what in d.drift.found[:MAX_IDS_IN_MESSAGE])
+        more = len(d.drift.found) - MAX_IDS_IN_MESSAGE
+        tail = f"; and {more} more" if more > 0 else ""
+        add(
+            EventKind.WARNING,
+            EventReason.DRIFT_FOUND,
+            f"drift on {len(d.drift.found)} server(s) ({mode}): {found}{tail}",
+        )
+    if d.drift.repaired:
+        add(EventKind.NORMAL, EventReason.REPAIRED, f"repaired {_ids(d.drift.repaired, 'server')}")
+    if d.drift.back:
+        add(
+            EventKind.NORMAL,
+            EventReason.DRIFT_CLEARED,
+            f"back on the declared state: {_ids(d.drift.back, 'server')}",
+        )
     if d.skipped:
         add(EventKind.NORMAL, EventReason.SKIPPED, f"nothing to roll back on {_ids(d.skipped)}")
     if d.newly_blocked:
@@ -406,6 +483,23 @@ def summary_text(spec: RolloutSpec, s: Summary) -> str:
         parts = [("rolled back", s.rolled_back), ("skipped", s.skipped)]
     parts = [("failed", s.failed), ("in flight", s.in_flight), ("pending", s.pending), *parts]
     return ", ".join([head, *(f"{n} {label}" for label, n in parts if n)])
+
+
+def drifted_text(d: Decision) -> str:
+    """E.g. "srv-1: telescope is not running (...); srv-2: ..." (the first few)."""
+    book = d.book
+    ids = list(book.by_state[InstanceState.DRIFTED])
+    shown = "; ".join(f"{iid}: {book.instances[iid].drift}" for iid in ids[:MAX_IDS_IN_MESSAGE])
+    more = f"; and {len(ids) - MAX_IDS_IN_MESSAGE} more" if len(ids) > MAX_IDS_IN_MESSAGE else ""
+    return f"{shown}{more}"
+
+
+def _after(d: Decision, f: Facts) -> RolloutStatus:
+    """The prior status with this cycle's summary, progress and drift check (what next_drift_check
+    reads)."""
+    checked = d.now if d.drift.checked else d.prior.drift_checked_at
+    update = {"summary": f.summary, "last_progress_at": f.last_progress, "drift_checked_at": checked}
+    return d.prior.model_copy(update=update)
 
 
 def blocked_text(blocked: Counter[str]) -> str:

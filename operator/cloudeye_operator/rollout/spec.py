@@ -108,6 +108,13 @@ the CRD said so, resolves to at most this (such a rollout goes on rather than st
 MaxInFlight = Annotated[int | str, _int_or_percent(1)]
 MaxFailures = Annotated[int | str, _int_or_percent(0)]
 Seconds = Annotated[StrictInt, Field(ge=1, le=MAX_SECONDS)]
+SecondsOrOff = Annotated[StrictInt, Field(ge=0, le=MAX_SECONDS)]
+"""Seconds, where 0 turns the feature off."""
+
+DEFAULT_VERIFY_TIMEOUT_SECONDS: Final = 300
+"""How long after its task SUCCEEDED a server may take to show telescope running the target version."""
+DEFAULT_DRIFT_INTERVAL_SECONDS: Final = 300
+"""How often a converged rollout looks at its agents: ceil(N/2000) agent-status calls each time."""
 
 
 def resolve(value: int | str, total: int, *, round_up: bool) -> int:
@@ -179,6 +186,24 @@ class Strategy(_SpecModel):
     poll_interval_seconds: Seconds = 15
     progress_deadline_seconds: Seconds = 3600
     rollback_on_failure: StrictBool = False
+    verify_timeout_seconds: SecondsOrOff = DEFAULT_VERIFY_TIMEOUT_SECONDS
+    """After a task SUCCEEDED, how long telescope may take to be seen running the target version
+    before the server is UNVERIFIED (a failure). 0: take the task's word (guarantee 2 then rests on it)."""
+
+
+class DriftMode(StrEnum):
+    """What a drift check does with a server found off the declared state."""
+
+    REPAIR = "Repair"
+    """INSTALL (agent gone) or UPDATE (older, stopped, fault, silent) it again, within the strategy."""
+    REPORT = "Report"
+    """Only say so: the server is DRIFTED, the rollout Ready=False, nothing is created."""
+
+
+class DriftSpec(_SpecModel):
+    interval_seconds: SecondsOrOff = DEFAULT_DRIFT_INTERVAL_SECONDS
+    """How often a converged rollout checks its agents; 0 turns drift checks off."""
+    mode: DriftMode = DriftMode.REPAIR
 
 
 class RolloutSpec(_SpecModel):
@@ -188,6 +213,7 @@ class RolloutSpec(_SpecModel):
     version: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VERSION_LENGTH)] | None = None
     cloud: CloudSpec | None = None
     strategy: Strategy = Strategy()
+    drift: DriftSpec = DriftSpec()
     paused: StrictBool = False
 
     @classmethod

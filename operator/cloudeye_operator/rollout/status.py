@@ -8,7 +8,13 @@ The per-instance state machine (one closed enum, `InstanceState`), as transition
     CREATING     -> PENDING/RUNNING/ROLLING_BACK   the task is known (answer, or adopted by listing)
     CREATING     -> REFUSED        batch-create answered `ret_status: error` for it
     CREATING     -> WAITING / RETRY_WAIT           intent released: nothing was created, it goes again
-    PENDING      -> RUNNING -> SUCCEEDED           (a rollback: ROLLING_BACK -> ROLLED_BACK)
+    PENDING      -> RUNNING -> VERIFYING           the task SUCCEEDED (a rollback: ROLLING_BACK -> VERIFYING)
+    VERIFYING    -> SUCCEEDED / ROLLED_BACK        telescope seen running the version the task set
+    VERIFYING    -> UNVERIFIED                     not seen within strategy.verifyTimeoutSeconds
+    UNVERIFIED   -> RETRY_WAIT / GAVE_UP           as FAILED; the retry is a new task, not a RETRY
+    SUCCEEDED    -> DRIFTED                        a drift check found the agent off the declared state
+    DRIFTED      -> CREATING                       spec.drift.mode Repair: INSTALL or UPDATE it again
+    DRIFTED      -> SUCCEEDED                      a later check found it back (reported only)
     RUNNING      -> FAILED/TIMEOUT                 the task failed
     FAILED/TIMEOUT/REFUSED -> RETRY_WAIT           a retry is allowed: it is scheduled at retryAt
     FAILED/TIMEOUT/REFUSED -> GAVE_UP              retries exhausted, or an outcome not in retry.onStatuses
@@ -19,32 +25,34 @@ The per-instance state machine (one closed enum, `InstanceState`), as transition
     any          -> WAITING        a new revision resets every instance (attempts 0)
 
 An instance is *in flight* (counts against maxInFlight) while it has an unfinished task, an intent, or a
-scheduled retry: CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT. FAILED/TIMEOUT/REFUSED mean "the
-last attempt failed and a retry is allowed, but none is scheduled" (the rollout is paused or its failure
-budget is spent); they hold no slot. Terminal: SUCCEEDED, GAVE_UP, ROLLED_BACK, SKIPPED. Every state is
+scheduled retry, or a success still to verify: CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT,
+VERIFYING. FAILED/TIMEOUT/REFUSED/UNVERIFIED mean "the last attempt failed and a retry is allowed, but
+none is scheduled" (the rollout is paused or its failure budget is spent); they hold no slot. Terminal:
+SUCCEEDED, GAVE_UP, ROLLED_BACK, SKIPPED. DRIFTED is work not started (a repair to make). Every state is
 in exactly one of: not started, in flight, held failure, terminal.
 
 What a state means is one row of `STATE_TRAITS`; every set of states the operator uses is derived from
 it (`tests/unit/rollout/test_state_traits.py` checks this list against the table):
 
-    IN_FLIGHT         CREATING PENDING RUNNING ROLLING_BACK RETRY_WAIT
-    LIVE              CREATING PENDING RUNNING ROLLING_BACK
+    IN_FLIGHT         CREATING PENDING RUNNING RETRY_WAIT ROLLING_BACK VERIFYING
+    LIVE              CREATING PENDING RUNNING ROLLING_BACK VERIFYING
     TASK_STATES       PENDING RUNNING ROLLING_BACK
-    NOT_STARTED       WAITING BLOCKED
-    HELD_FAILURES     FAILED TIMEOUT REFUSED
+    NOT_STARTED       WAITING BLOCKED DRIFTED
+    HELD_FAILURES     FAILED TIMEOUT REFUSED UNVERIFIED
     TERMINAL          SUCCEEDED GAVE_UP ROLLED_BACK SKIPPED
-    PLAIN_STATES      SUCCEEDED CREATING PENDING RUNNING ROLLING_BACK
-    EXPLAINED_STATES  FAILED TIMEOUT REFUSED RETRY_WAIT GAVE_UP ROLLED_BACK SKIPPED
-    claim live        CREATING PENDING RUNNING ROLLING_BACK
-    claim queued      WAITING FAILED TIMEOUT REFUSED RETRY_WAIT
+    PLAIN_STATES      CREATING PENDING RUNNING SUCCEEDED ROLLING_BACK
+    EXPLAINED_STATES  FAILED TIMEOUT REFUSED RETRY_WAIT GAVE_UP ROLLED_BACK SKIPPED VERIFYING UNVERIFIED
+    claim live        CREATING PENDING RUNNING ROLLING_BACK VERIFYING
+    claim queued      WAITING FAILED TIMEOUT REFUSED RETRY_WAIT UNVERIFIED DRIFTED
     claim none        BLOCKED SUCCEEDED GAVE_UP ROLLED_BACK SKIPPED
-    trouble           BLOCKED FAILED TIMEOUT REFUSED RETRY_WAIT GAVE_UP
+    trouble           BLOCKED FAILED TIMEOUT REFUSED RETRY_WAIT GAVE_UP UNVERIFIED DRIFTED
     summary.succeeded SUCCEEDED
-    summary.failed    FAILED TIMEOUT REFUSED GAVE_UP
+    summary.failed    FAILED TIMEOUT REFUSED GAVE_UP UNVERIFIED
     summary.rolledBack ROLLED_BACK
-    summary.inFlight  CREATING PENDING RUNNING ROLLING_BACK RETRY_WAIT
+    summary.inFlight  CREATING PENDING RUNNING RETRY_WAIT ROLLING_BACK VERIFYING
     summary.pending   WAITING BLOCKED
     summary.skipped   SKIPPED
+    summary.drifted   DRIFTED
 
 LIVE: a task or an intent exists (work the operator must keep watching). TASK_STATES: the tracked task
 (`invocationId`) is unfinished and is polled. PLAIN_STATES: the message only repeats the task's state,
@@ -92,6 +100,9 @@ class InstanceState(StrEnum):
     ROLLING_BACK = "ROLLING_BACK"
     ROLLED_BACK = "ROLLED_BACK"
     SKIPPED = "SKIPPED"
+    VERIFYING = "VERIFYING"
+    UNVERIFIED = "UNVERIFIED"
+    DRIFTED = "DRIFTED"
 
 
 class ClaimKind(StrEnum):
@@ -262,6 +273,35 @@ STATE_TRAITS: Final[Mapping[InstanceState, StateTraits]] = {
         terminal=True,
         explained=True,
     ),
+    _S.VERIFYING: StateTraits(
+        meaning="Its task SUCCEEDED; waiting to see telescope running the target version "
+        "(strategy.verifyTimeoutSeconds).",
+        summary_field="in_flight",
+        claim=ClaimKind.LIVE,
+        style="cyan",
+        in_flight=True,
+        live=True,
+        explained=True,
+    ),
+    _S.UNVERIFIED: StateTraits(
+        meaning="Its task SUCCEEDED but telescope was not seen running the target version in time; "
+        "retried as a new task (the message holds what was seen).",
+        summary_field="failed",
+        claim=ClaimKind.QUEUED,
+        style="red",
+        held_failure=True,
+        explained=True,
+        trouble=True,
+    ),
+    _S.DRIFTED: StateTraits(
+        meaning="Was converged; a drift check found its agent off the declared state (the message says "
+        "how). Repaired with a new task (spec.drift.mode Repair), or only reported.",
+        summary_field="drifted",
+        claim=ClaimKind.QUEUED,
+        style="bold yellow",
+        not_started=True,
+        trouble=True,
+    ),
 }
 del _S
 
@@ -296,6 +336,13 @@ class Failure(StrEnum):
     FAILED = "FAILED"
     TIMEOUT = "TIMEOUT"
     REFUSED = "REFUSED"
+    UNVERIFIED = "UNVERIFIED"
+
+    @property
+    def new_task(self) -> bool:
+        """Retried by a new create, not by RETRY of the failed task (there is no failed task to re-run:
+        refused, or a task that SUCCEEDED whose agent did not come up)."""
+        return self in (Failure.REFUSED, Failure.UNVERIFIED)
 
     @property
     def state(self) -> InstanceState:
@@ -344,6 +391,9 @@ class InstanceStatus:
     """How the last attempt failed, while a retry is pending."""
     rollback_of: str | None = None
     """For a rollback: the SUCCEEDED UPDATE task it undoes."""
+    drift: str | None = None
+    """What the last drift check found off the declared state; kept while the server is repaired, and
+    cleared once it is seen back (the rollout is not Ready while any server has one)."""
 
 
 class Intent(_StatusModel):
@@ -372,13 +422,15 @@ class Summary:
     succeeded: int = 0
     """SUCCEEDED."""
     failed: int = 0
-    """GAVE_UP, plus FAILED/TIMEOUT/REFUSED (failed and no retry scheduled)."""
+    """GAVE_UP, plus FAILED/TIMEOUT/REFUSED/UNVERIFIED (failed and no retry scheduled)."""
     rolled_back: int = 0
     in_flight: int = 0
-    """CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT."""
+    """CREATING, PENDING, RUNNING, ROLLING_BACK, RETRY_WAIT, VERIFYING."""
     pending: int = 0
     """WAITING, BLOCKED."""
     skipped: int = 0
+    drifted: int = 0
+    """DRIFTED: converged once, found off the declared state by a drift check."""
 
 
 SUMMARY_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Summary))
@@ -428,6 +480,11 @@ class RolloutStatus(_StatusModel):
     api_error: ApiErrorRecord | None = None
     deadline_exceeded_generation: int | None = None
     """The generation whose progress deadline fired: it starts no new task until the spec changes."""
+    resolved_version: str | None = None
+    """The version this revision's tasks were seen to set, for a versionType or latest target (a
+    drift check holds servers to it)."""
+    drift_checked_at: datetime | None = None
+    """When a drift check last looked at the converged servers' agents."""
     consecutive_errors: int | None = None
     """Cycles in a row that ended on a cause found before planning (a missing Secret, an unlistable
     cloud): the wait before the next cycle doubles with each (causes.retry_after). None (left out of
@@ -528,6 +585,8 @@ def instance_wire(record: InstanceStatus, default_action: InvocationType | None)
         out["failure"] = record.failure.value
     if record.rollback_of is not None:
         out["rollbackOf"] = record.rollback_of
+    if record.drift is not None:
+        out["drift"] = record.drift
     return out
 
 

@@ -30,6 +30,7 @@ from cloudeye_operator.rollout import (
     plan,
     record_outcome,
 )
+from cloudeye_operator.rollout.observation import AgentHealth
 from cloudeye_operator.rollout.status import summarize
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -74,8 +75,27 @@ def task(
     )
 
 
-def observe(*tasks: InvocationInfo, listed: Iterable[str] | None = None) -> Observation:
-    return Observation.of(tasks, instances_listed=listed)
+def healthy_agents(tasks: Iterable[InvocationInfo]) -> dict[str, AgentHealth]:
+    """The agents a healthy fleet shows: telescope running the target of each server's latest task that
+    SUCCEEDED (a server with none shows nothing installed)."""
+    out: dict[str, AgentHealth] = {}
+    for t in sorted(tasks, key=lambda t: (t.create_time or 0, t.invocation_id)):
+        if t.invocation_status is InvocationStatus.SUCCEEDED:
+            out[t.instance_id] = AgentHealth("running", "running", t.target_version)
+        else:
+            out.setdefault(t.instance_id, AgentHealth("running", "none"))
+    return out
+
+
+def observe(
+    *tasks: InvocationInfo,
+    listed: Iterable[str] | None = None,
+    agents: Mapping[str, AgentHealth] | None = None,
+) -> Observation:
+    """What a cycle saw; the agents are a healthy fleet's (`healthy_agents`) unless given."""
+    return Observation.of(
+        tasks, instances_listed=listed, agents=healthy_agents(tasks) if agents is None else agents
+    )
 
 
 def task_actions(p: Plan) -> list[TaskAction]:
@@ -109,10 +129,14 @@ class Cloud:
     refuse_always: set[str] = field(default_factory=set)
     calls: list[TaskAction] = field(default_factory=list)
     counter: int = 0
+    sick: dict[str, AgentHealth] = field(default_factory=dict)
+    """Servers whose agents show this, whatever their tasks did."""
 
-    def _new(self, instance: str, kind: InvocationType, now: datetime) -> InvocationInfo:
+    def _new(self, instance: str, kind: InvocationType, now: datetime, version: str | None) -> InvocationInfo:
         self.counter += 1
-        created = task(f"t{self.counter:06d}", instance, kind, InvocationStatus.PENDING, now)
+        created = task(
+            f"t{self.counter:06d}", instance, kind, InvocationStatus.PENDING, now, target_version=version
+        )
         self.tasks[created.invocation_id] = created
         return created
 
@@ -132,13 +156,27 @@ class Cloud:
                     )
                 )
                 continue
-            made = self._new(iid, kind, now)
+            made = self._new(iid, kind, now, self._target(iid, action))
             results.append(
                 BatchCreateInvocationInfo(
                     instance_id=iid, ret_status=RetStatus.SUCCESSFUL, invocation_id=made.invocation_id
                 )
             )
         return Created(results)
+
+    def _target(self, iid: str, action: TaskAction) -> str | None:
+        """The version a task sets: the create's exact version; a RETRY's, its task's; a ROLLBACK's, the
+        version before the task it undoes."""
+        if not action.on_tasks:
+            return action.version
+        source = next(self.tasks[t] for t in action.ids if self.tasks[t].instance_id == iid)
+        if action.invocation_type is InvocationType.ROLLBACK:
+            return source.current_version
+        return source.target_version
+
+    def agents(self) -> dict[str, AgentHealth]:
+        """A healthy fleet's agents, but for the servers in `sick` (set by a test)."""
+        return {**healthy_agents(self.tasks.values()), **self.sick}
 
     def set(self, tid: str, status: InvocationStatus | str) -> None:
         self.tasks[tid] = self.tasks[tid].model_copy(update={"invocation_status": InvocationStatus(status)})
@@ -171,7 +209,7 @@ class Sim:
             self.spec,
             self.generation,
             self.status,
-            Observation.of(self.cloud.tasks.values()),
+            Observation.of(self.cloud.tasks.values(), agents=self.cloud.agents()),
             now,
             claimed_elsewhere=self.claimed,
         )

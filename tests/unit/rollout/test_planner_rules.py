@@ -550,6 +550,14 @@ ROWS = [
             "Reconciling": ("False", "Completed"),
             "Stalled": ("False", "AsExpected"),
         },
+        # Converged: the next cycle is the drift check, drift.intervalSeconds after the last progress.
+        check=_requeue(300 - 60),
+    ),
+    Row(
+        "converged with drift checks off: nothing left to do",
+        spec={"n": 2, "drift": {"intervalSeconds": 0}},
+        instances={I[0]: {"state": "SUCCEEDED", "attempts": 1}, I[1]: {"state": "SUCCEEDED", "attempts": 1}},
+        phase="Succeeded",
         check=_requeue(None),
     ),
 ]

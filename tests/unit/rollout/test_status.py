@@ -149,6 +149,7 @@ def test_the_summary_is_camel_case_on_the_wire() -> None:
         "inFlight": 2,
         "pending": 0,
         "skipped": 0,
+        "drifted": 0,
     }
     assert RolloutStatus.from_dict(data).summary == status.summary
     assert RolloutStatus.from_dict({"summary": {"rolledBack": 2, "unknown": 1}}).summary.rolled_back == 2
