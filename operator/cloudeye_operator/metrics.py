@@ -2,12 +2,13 @@
 
 | metric | type | labels |
 | --- | --- | --- |
-| `cloudeye_requests_total` | counter | `endpoint` (batch_create, list), `code` (HTTP status) |
+| `cloudeye_requests_total` | counter | `endpoint` (batch_create, list, agent_status), `code` (HTTP status) |
 | `cloudeye_request_seconds` | histogram | `endpoint` |
 | `cloudeye_tasks_total` | counter | `kind` (created, retried, rolled_back): tasks the cloud accepted |
 | `agentrollout_instances` | gauge | `namespace`, `name`, `state` (every per-instance state, 0 included) |
 | `agentrollout_reconcile_seconds` | histogram | none |
 | `agentrollout_reconcile_errors_total` | counter | `reason` (Stalled reason, CloudEyeUnavailable, error) |
+| `agentrollout_agent_findings_total` | counter | `kind` (unverified, drift_found, repaired, drift_cleared) |
 
 No label carries an instance id, a task id or anything from a Secret: the series count grows with the
 number of rollouts (times 15 states), never with the fleet. A deleted rollout's series are removed
@@ -27,6 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from cloudeye_operator.cloudeye.client import Endpoint
 from cloudeye_operator.rollout import ActionOutcome, InstanceState, RolloutStatus, TaskAction, Verb
+from cloudeye_operator.rollout.report import Drift
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,19 @@ RECONCILE_ERRORS = Counter(
     ["reason"],
 )
 
+AGENT_FINDINGS = Counter(
+    "agentrollout_agent_findings",
+    "Servers whose agents were found: unverified after a task, drifted, repaired, or back by themselves",
+    ["kind"],
+)
+FINDING_KINDS: Final = ("unverified", "drift_found", "repaired", "drift_cleared")
+
 for _endpoint in Endpoint:  # the request series exist from the start, so rate() has a baseline
     REQUEST_SECONDS.labels(_endpoint.value)
 for _kind in TASK_KINDS.values():
     TASKS.labels(_kind)
+for _kind in FINDING_KINDS:
+    AGENT_FINDINGS.labels(_kind)
 
 
 def on_response(endpoint: Endpoint, status: int, seconds: float) -> None:
@@ -85,6 +96,15 @@ def record_tasks(action: TaskAction, outcome: ActionOutcome) -> None:
     accepted = sum(1 for result in outcome.results if result.ok)
     if accepted:
         TASKS.labels(TASK_KINDS[action.verb]).inc(accepted)
+
+
+def record_drift(drift: Drift) -> None:
+    """Count what a plan found of the agents (servers, not checks)."""
+    for kind, servers in zip(
+        FINDING_KINDS, (drift.unverified, drift.found, drift.repaired, drift.back), strict=True
+    ):
+        if servers:
+            AGENT_FINDINGS.labels(kind).inc(len(servers))
 
 
 def record_reconcile_error(reason: str) -> None:

@@ -326,16 +326,24 @@ def events_section(describe: str) -> str:
 
 
 def test_events_show_in_kubectl_describe(h: Harness) -> None:
-    h.operator("events-on")
+    op = h.operator("events-on")
     h.secret(NS, "creds-events", CREDS.shapes()["token"])
     h.rollout(NS, "evented", ["srv-0010"], secret="creds-events")
     obj = h.ready(NS, "evented")
     uid = obj["metadata"]["uid"]
-    wait_for(
-        lambda: {"Started", "Succeeded"} <= {e["reason"] for e in events_of(h.cp, NS, "evented", uid)},
-        30,
-        "the Started and Succeeded Events",
-    )
+    wanted = {"Started", "Succeeded"}
+    try:
+        # kopf posts Events from a queue of its own, after the status write that made the rollout
+        # Ready: on a loaded machine that can take a while, hence the generous deadline.
+        wait_for(
+            lambda: wanted <= {e["reason"] for e in events_of(h.cp, NS, "evented", uid)},
+            90,
+            "the Started and Succeeded Events",
+        )
+    except AssertionError as error:
+        stored = sorted(e["reason"] for e in events_of(h.cp, NS, "evented"))
+        posting = [line for line in op.log().splitlines() if "event" in line.lower()]
+        raise AssertionError(f"{error}; stored: {stored}; operator log on events: {posting[-20:]}") from None
     section = events_section(h.cp.kubectl("-n", NS, "describe", "ar", "evented").stdout)
     assert "<none>" not in section
     for reason in ("Started", "Creating", "Succeeded"):
