@@ -1,4 +1,5 @@
-"""Wire compatibility with the OFFICIAL Huawei Cloud SDK (huaweicloudsdkces v3, AK/SK signing).
+"""Wire compatibility with the OFFICIAL Huawei Cloud SDK (huaweicloudsdkces v3, AK/SK signing):
+batch-create, the task list and ListAgentStatus.
 
 The SDK signs every request with SDK-HMAC-SHA256; the emulator verifies with
 cloudeye_operator.cloudeye.signing.verify. Passing calls here prove the verifier rebuilds the
@@ -10,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from huaweicloudsdkces.v3 import (
+    AgentStatusInfo,
     BatchCreateAgentInvocationsRequest,
     BatchCreateInvocationRequestBody,
     CesClient,
+    ExtensionInfo,
     ListAgentInvocationsRequest,
+    ListAgentStatusRequest,
+    ListAgentStatusRequestBody,
 )
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
@@ -145,3 +151,64 @@ def test_sdk_cannot_read_the_bare_array(fresh: RunningEmulator) -> None:
     response = ces_client(fresh).batch_create_agent_invocations(request)
     assert response.invocations is None
     assert len(fresh.tasks()) == 1  # applied all the same
+
+
+def agent_status(client: CesClient, **body: object) -> list[AgentStatusInfo]:
+    response = client.list_agent_status(ListAgentStatusRequest(body=ListAgentStatusRequestBody(**body)))
+    assert response.status_code == 200
+    return list(response.agent_status)
+
+
+def test_list_agent_status_with_filters(fresh: RunningEmulator) -> None:
+    client = ces_client(fresh)
+    event = httpx.post(
+        f"{fresh.url}/_emulator/agents", json={"server": "srv-0002", "do": "silent"}, trust_env=False
+    )
+    assert event.status_code == 200, event.text
+
+    answer = agent_status(client, instance_ids=["srv-0001", "srv-0002", "new-0001", "ghost-0001"])
+    assert [a.instance_id for a in answer] == ["srv-0001", "srv-0002", "new-0001"]  # ghost: left out
+    assert all(isinstance(a, AgentStatusInfo) for a in answer)
+    assert all(isinstance(e, ExtensionInfo) for a in answer for e in a.extensions)
+    seen = {
+        a.instance_id: (a.uniagent_status, [(e.name, e.status, e.version) for e in a.extensions])
+        for a in answer
+    }
+    assert seen == {
+        "srv-0001": ("running", [("telescope", "running", "2.6.1")]),
+        "srv-0002": ("silent", [("telescope", "stopped", "2.6.1")]),
+        "new-0001": ("running", [("telescope", "none", None)]),
+    }
+
+    stopped = agent_status(
+        client,
+        instance_ids=FLEET,
+        uniagent_status="silent",
+        extension_name="telescope",
+        extension_status="stopped",
+    )
+    assert [a.instance_id for a in stopped] == ["srv-0002"]
+    assert agent_status(client, instance_ids=FLEET, extension_status="fault") == []
+
+    with pytest.raises(ClientRequestException) as caught:
+        agent_status(client, instance_ids=[])
+    assert (caught.value.status_code, caught.value.error_code) == (400, "taskmgr.0001")
+    assert "instance_ids" in caught.value.error_msg
+    with pytest.raises(ClientRequestException) as caught:
+        agent_status(client, instance_ids=["srv-0001"], uniagent_status="asleep")
+    assert "uniagent_status" in caught.value.error_msg
+    assert fresh.stats() == {"agent_status": {"200": 3, "400": 2}}
+
+
+def test_list_agent_status_sees_a_finished_update(fresh: RunningEmulator) -> None:
+    client = ces_client(fresh)
+    create(client, invocation_type="UPDATE", instance_ids=["srv-0001"], version_type="ADVANCE_VERSION")
+    [before] = agent_status(client, instance_ids=["srv-0001"])
+    assert before.extensions[0].version == "2.6.1"
+    fresh.advance(7)
+    [after] = agent_status(client, instance_ids=["srv-0001"])
+    assert (after.uniagent_status, after.extensions[0].status, after.extensions[0].version) == (
+        "running",
+        "running",
+        "2.7.2",
+    )

@@ -104,7 +104,8 @@ async def test_a_quiet_cycle_writes_nothing(cluster: FakeCluster, emu: RunningEm
     assert cycle.patches == 0
     assert len(cluster.patches) == before
     # Converged: the next look is the drift check, spec.drift.intervalSeconds (300) after the last progress.
-    assert cycle.requeue_after is not None and 0 < cycle.requeue_after <= 300
+    assert cycle.requeue_after is not None
+    assert 0 < cycle.requeue_after <= 300
 
 
 @pytest.mark.parametrize("crash_at_write", [1, 2, 3, 4, 5, 6, 7, 8])

@@ -1,4 +1,4 @@
-"""Async client for the two Cloud Eye agent-invocation endpoints.
+"""Async client for the Cloud Eye agent endpoints: the two agent-invocation calls and ListAgentStatus.
 
 Small pieces: typed models (models.py) validated before anything is sent, an `httpx.Auth` (auth.py),
 one rate limiter per endpoint, bounded retries with backoff and jitter where a retry is safe, and
@@ -37,20 +37,26 @@ from cloudeye_operator.cloudeye.errors import (
     TransportError,
 )
 from cloudeye_operator.cloudeye.models import (
+    MAX_IDS_PER_AGENT_QUERY,
     MAX_IDS_PER_CREATE,
     MAX_PAGE_LIMIT,
     PROJECT_ID_PATTERN,
+    AgentStatusInfo,
+    AgentStatusQuery,
     BatchCreateInvocationInfo,
     BatchCreateRequest,
     BatchCreateResponse,
     ErrorBody,
+    ExtensionStatus,
     InstanceType,
     InvocationTarget,
     InvocationType,
+    ListAgentStatusResponse,
     ListedPage,
     ListedTask,
     ListInvocationsQuery,
     Origin,
+    UniAgentStatus,
     VersionType,
     parse_list_page,
 )
@@ -70,6 +76,15 @@ T = TypeVar("T")
 class Endpoint(StrEnum):
     BATCH_CREATE = "batch_create"
     LIST = "list"
+    AGENT_STATUS = "agent_status"
+    """POST .../agent-status/batch-query (ListAgentStatus)."""
+
+
+DEFAULT_REQUESTS_PER_SECOND: Final[dict[Endpoint, float]] = {
+    Endpoint.BATCH_CREATE: 5.0,
+    Endpoint.LIST: 20.0,
+    Endpoint.AGENT_STATUS: 10.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +96,9 @@ class ClientSettings:
     endpoint: str | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     requests_per_second: dict[Endpoint, float] = field(
-        default_factory=lambda: {Endpoint.BATCH_CREATE: 5.0, Endpoint.LIST: 20.0}
+        default_factory=lambda: dict(DEFAULT_REQUESTS_PER_SECOND)
     )
+    """One limiter per endpoint; an endpoint left out gets its DEFAULT_REQUESTS_PER_SECOND rate."""
     max_attempts: int = 5
     """Attempts per request, first one included, for failures that are safe to retry."""
     backoff_initial: float = 0.5
@@ -158,7 +174,8 @@ def _api_error(response: httpx.Response, endpoint: Endpoint) -> ApiError:
 
 
 class CloudEyeClient:
-    """Talks to `/v3/{project_id}/agent-invocations[...]`. Use as an async context manager."""
+    """Talks to `/v3/{project_id}/agent-invocations[...]` and `/v3/{project_id}/agent-status/batch-query`.
+    Use as an async context manager."""
 
     def __init__(
         self,
@@ -175,10 +192,8 @@ class CloudEyeClient:
         self.stats = ClientStats()
         self._on_response = on_response
         self._sleep = sleep or asyncio.sleep
-        self._limiters = {
-            endpoint: AsyncLimiter(max(rate, 0.001), 1.0)
-            for endpoint, rate in settings.requests_per_second.items()
-        }
+        rates = {**DEFAULT_REQUESTS_PER_SECOND, **settings.requests_per_second}
+        self._limiters = {endpoint: AsyncLimiter(max(rate, 0.001), 1.0) for endpoint, rate in rates.items()}
         self._http = httpx.AsyncClient(
             base_url=settings.base_url(),
             auth=auth,
@@ -375,6 +390,70 @@ class CloudEyeClient:
             for item in page:
                 seen.setdefault(item.invocation_id, item)
         return ListResult(list(seen.values()), count, calls)
+
+    # --- agent status -----------------------------------------------------------------------------
+
+    async def list_agent_status(
+        self,
+        instance_ids: Sequence[str],
+        *,
+        uniagent_status: UniAgentStatus | None = None,
+        extension_name: str | None = None,
+        extension_status: ExtensionStatus | None = None,
+    ) -> list[AgentStatusInfo]:
+        """Each server's uniagent and extension (telescope) status and version (ListAgentStatus).
+
+        Ids are de-duplicated (first occurrence kept) and sent as ⌈n/2000⌉ calls, every chunk validated
+        before the first is sent; no ids, no call. A read: retried like a list page. The cloud leaves
+        out servers it does not know and those the filters exclude, so the answer may be shorter."""
+        ids = list(dict.fromkeys(instance_ids))
+        queries = []
+        for start in range(0, len(ids), MAX_IDS_PER_AGENT_QUERY):
+            try:
+                queries.append(
+                    AgentStatusQuery.model_validate(
+                        {
+                            "instance_ids": ids[start : start + MAX_IDS_PER_AGENT_QUERY],
+                            "uniagent_status": uniagent_status,
+                            "extension_name": extension_name,
+                            "extension_status": extension_status,
+                        }
+                    )
+                )
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                match first["loc"]:
+                    case ("instance_ids", int(position)):  # the caller's position, not the chunk's
+                        field_name = f"instance_ids[{start + position}]"
+                        raise RequestValidationError(field_name, first["msg"]) from None
+                raise _validation_error(exc) from None
+        results: list[AgentStatusInfo] = []
+        for query in queries:
+            results.extend(await self._agent_status_once(query))
+        return results
+
+    async def _agent_status_once(self, query: AgentStatusQuery) -> list[AgentStatusInfo]:
+        body = query.to_wire()
+        path = f"/v3/{self.settings.project_id}/agent-status/batch-query"
+
+        async def attempt() -> list[AgentStatusInfo]:
+            try:
+                response = await self._send(Endpoint.AGENT_STATUS, "POST", path, json=body)
+            except httpx.TransportError as exc:
+                raise _Retryable(TransportError(f"agent_status: {type(exc).__name__}")) from None
+            self._raise_for_status(response, Endpoint.AGENT_STATUS)
+            try:
+                return ListAgentStatusResponse.model_validate_json(response.content).agent_status
+            except ValidationError as exc:
+                error = ApiError(
+                    response.status_code,
+                    None,
+                    f"malformed agent-status response: {exc.error_count()} problem(s)",
+                    endpoint=Endpoint.AGENT_STATUS.value,
+                )
+                raise _Retryable(error) from None
+
+        return await self._with_retries(Endpoint.AGENT_STATUS, attempt)
 
     # --- plumbing -------------------------------------------------------------------------------
 

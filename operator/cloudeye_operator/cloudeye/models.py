@@ -1,8 +1,10 @@
 """Cloud Eye agent-invocation API: closed sets, documented limits and payload models.
 
 Shared by the client and the emulator so that both speak exactly the documented wire format.
-Sources: "Creating Agent maintenance Tasks in Batches" and "Querying the Agent Maintenance Tasks"
-(Cloud Eye API v3).
+Sources: "Creating Agent maintenance Tasks in Batches", "Querying the Agent Maintenance Tasks" and
+"Querying Agent Statuses in Batches" (ListAgentStatus, ces_03_0144) (Cloud Eye API v3), and the
+official SDK's models (huaweicloudsdkces v3: ListAgentStatusRequestBody, AgentStatusInfo,
+ExtensionInfo).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,6 +38,9 @@ ITEM_ERROR_CODE_PATTERN: Final = re.compile(r"^invocationmgr\.[0-9]{4}$")
 
 MAX_IDS_PER_CREATE: Final = 100
 """instance_ids and invocation_ids: array length 1 - 100."""
+MAX_IDS_PER_AGENT_QUERY: Final = 2000
+"""ListAgentStatus: instance_ids array length 1 - 2000; the answer holds at most 2000 items."""
+MAX_EXTENSION_NAME_LENGTH: Final = 64
 MAX_PAGE_LIMIT: Final = 100
 DEFAULT_PAGE_LIMIT: Final = 100
 MAX_OFFSET: Final = 9_999_999_999_999
@@ -55,9 +60,15 @@ UNSUPPORTED_REGIONS: Final[dict[str, str]] = {
     "sa-peru-1": "LA-Lima1",
 }
 
-# IAM actions a user needs for the two calls (document them in the policy).
+# IAM actions a user needs for the calls (document them in the policy).
 IAM_ACTION_CREATE: Final = "ces:agent:createAgentInvocations"
 IAM_ACTION_LIST: Final = "ces:agent:listTaskInvocations"
+IAM_ACTION_AGENT_STATUS: Final = "ces:agent:listStatuses"
+"""ListAgentStatus (access level List; aliases ces:agentStatus:get, ces:agentStatus:list): the
+"Authorization information" table of the current ListAgentStatus page (api-ces/ListAgentStatus.html)."""
+
+TELESCOPE: Final = "telescope"
+"""The only extension ListAgentStatus reports (and the only invocation_target)."""
 
 
 # --- Closed sets ---------------------------------------------------------------------------------
@@ -112,6 +123,31 @@ class Origin(StrEnum):
 class RetStatus(StrEnum):
     SUCCESSFUL = "successful"
     ERROR = "error"
+
+
+class UniAgentStatus(StrEnum):
+    """The uniagent (the host daemon that runs extensions such as telescope)."""
+
+    NONE = "none"
+    """Not installed."""
+    RUNNING = "running"
+    SILENT = "silent"
+    """Emergency mode for large-scale extension trouble: telescope is killed, only the heartbeat stays."""
+    UNKNOWN = "unknown"
+    """Heartbeat lost (no data reported: the connection is lost)."""
+
+
+class ExtensionStatus(StrEnum):
+    """An extension (telescope) on a server."""
+
+    NONE = "none"
+    """Not installed."""
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAULT = "fault"
+    """Should be running and is not (a process fault on the host)."""
+    UNKNOWN = "unknown"
+    """Heartbeat lost (a connection fault)."""
 
 
 # --- Constrained strings -------------------------------------------------------------------------
@@ -261,6 +297,87 @@ class ListInvocationsResponse(_Lenient):
     count: int = Field(default=0, ge=0)
 
     @field_validator("invocations", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class AgentStatusQuery(_Strict):
+    """Body of POST /v3/{project_id}/agent-status/batch-query (one call: at most 2000 ids).
+
+    The filters narrow the answer: only servers whose uniagent / extension is in that status."""
+
+    instance_ids: list[InstanceId] = Field(min_length=1, max_length=MAX_IDS_PER_AGENT_QUERY)
+    uniagent_status: UniAgentStatus | None = None
+    extension_name: Literal["telescope"] | None = None
+    extension_status: ExtensionStatus | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _status_or_unknown(kind: type[StrEnum], value: Any) -> Any:
+    """A status the cloud reports that no page documents (or null) reads as UNKNOWN, not an error."""
+    if value is None:
+        return kind("unknown")
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            return kind("unknown")
+    return value  # not a string: let validation refuse it
+
+
+class ExtensionInfo(_Lenient):
+    """One extension of a server in a ListAgentStatus answer."""
+
+    name: str
+    status: ExtensionStatus = ExtensionStatus.UNKNOWN
+    version: str | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _lenient_status(cls, value: Any) -> Any:
+        return _status_or_unknown(ExtensionStatus, value)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _bounded_name(cls, value: Any) -> Any:
+        return clip_text(value, MAX_EXTENSION_NAME_LENGTH)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _bounded_version(cls, value: Any) -> Any:
+        return clip_text(value, MAX_VERSION_LENGTH)
+
+
+class AgentStatusInfo(_Lenient):
+    """One server in a ListAgentStatus answer: its uniagent and its extensions."""
+
+    instance_id: str
+    uniagent_status: UniAgentStatus = UniAgentStatus.UNKNOWN
+    extensions: list[ExtensionInfo] = Field(default_factory=list)
+
+    @field_validator("uniagent_status", mode="before")
+    @classmethod
+    def _lenient_status(cls, value: Any) -> Any:
+        return _status_or_unknown(UniAgentStatus, value)
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def telescope(self) -> ExtensionInfo | None:
+        """The telescope extension as reported, or None when the answer does not list it."""
+        return next((e for e in self.extensions if e.name == TELESCOPE), None)
+
+
+class ListAgentStatusResponse(_Lenient):
+    agent_status: list[AgentStatusInfo] = Field(default_factory=list)
+
+    @field_validator("agent_status", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value

@@ -1,8 +1,10 @@
-"""A faithful local Cloud Eye: the agent-invocation API, IAM tokens, a task state machine driven
-by an emulator clock, scripted outcomes and fault injection. Product code: users develop and stage
-against it (``cloudeye-operator emulator``), and the project's tests use it over real HTTP.
+"""A faithful local Cloud Eye: the agent-invocation API and ListAgentStatus, IAM tokens, a task state
+machine driven by an emulator clock, scripted outcomes and agent events, and fault injection.
+Product code: users develop and stage against it (``cloudeye-operator emulator``), and the
+project's tests use it over real HTTP.
 
-Modules: ``scenario`` (file format), ``state`` (pure service state), ``validation``/``errors``
+Modules: ``scenario`` (file format), ``state`` (pure service state), ``agents`` (pure agent health),
+``validation``/``errors``
 (what the pages document), ``auth``/``iam`` (tokens, AK/SK), ``faults``, ``clock``, ``server``
 (aiohttp app), ``control`` (/_emulator endpoints), ``runner`` (in-process helpers), ``cli``.
 """

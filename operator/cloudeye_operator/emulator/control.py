@@ -2,8 +2,15 @@
 
 - ``GET  /_emulator/health``    {"status": "ok", "now": <epoch s>, "now_ms", "tasks", "servers"}
 - ``GET  /_emulator/tasks``     every task ever created, oldest first (lineage, status, versions)
-- ``GET  /_emulator/servers``   the fleet with each server's agent version at this moment
-- ``GET  /_emulator/stats``     {"batch_create": {"201": 3, "drop": 1}, "list": {...}, "iam_tokens": {...}}
+- ``GET  /_emulator/servers``   the fleet at this moment: each server's installed agent ``version``
+                                and what ListAgentStatus reports (``uniagent_status``,
+                                ``telescope_status``, ``telescope_version``)
+- ``POST /_emulator/agents``    {"server": id, "do": stop | start | silent | lose_heartbeat | uninstall
+                                | downgrade | fault, "version": ... (downgrade only)} applies an
+                                agent event now; answers the server as ``servers`` shows it
+                                (400 bad body, 404 a server the fleet does not have)
+- ``GET  /_emulator/stats``     {"batch_create": {"201": 3, "drop": 1}, "list": {...}, "agent_status": {...},
+                                "iam_tokens": {...}}
 - ``POST /_emulator/advance``   {"seconds": N} moves the emulator clock forward; answers the new time
 - ``GET  /_emulator/faults``    the fault settings and what is left of the ``next`` script
 - ``PUT  /_emulator/faults``    replace the fault settings (the ``faults:`` format of a scenario)
@@ -21,7 +28,7 @@ from pydantic import ValidationError
 
 from cloudeye_operator.emulator.faults import Faults
 from cloudeye_operator.emulator.runtime import Emulator
-from cloudeye_operator.emulator.scenario import Scenario
+from cloudeye_operator.emulator.scenario import AgentCommand, Scenario
 from cloudeye_operator.emulator.state import to_ms
 
 PREFIX: Final = "/_emulator"
@@ -70,6 +77,20 @@ async def tasks(request: web.Request) -> web.Response:
 async def servers(request: web.Request) -> web.Response:
     emulator = request.app[EMULATOR]
     return web.json_response(emulator.state.dump_servers(emulator.now()))
+
+
+async def agents(request: web.Request) -> web.Response:
+    emulator = request.app[EMULATOR]
+    try:
+        command = AgentCommand.model_validate(await _json(request))
+    except ValidationError as error:
+        return _bad(f"invalid agent event: {error}")
+    now = emulator.now()
+    try:
+        emulator.state.apply_agent_command(command, now)
+    except KeyError:
+        return web.json_response({"error": f"no server {command.server} in the fleet"}, status=404)
+    return web.json_response(emulator.state.dump_server(command.server, now))
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -131,6 +152,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/health", health)
     app.router.add_get(f"{PREFIX}/tasks", tasks)
     app.router.add_get(f"{PREFIX}/servers", servers)
+    app.router.add_post(f"{PREFIX}/agents", agents)
     app.router.add_get(f"{PREFIX}/stats", stats)
     app.router.add_post(f"{PREFIX}/advance", advance)
     app.router.add_get(f"{PREFIX}/faults", get_faults)

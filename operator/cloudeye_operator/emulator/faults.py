@@ -17,14 +17,16 @@ Settings (in a scenario's ``faults:`` or sent with ``PUT /_emulator/faults``)::
       next:                       # exact script: the next requests of an endpoint, consumed one each
         batch_create: [500, 429, drop, drop_after_apply, malformed, hostile_status, pass]
 
-Endpoint names: ``batch_create``, ``list``, ``iam_tokens``. Control endpoints are never faulted.
+Endpoint names: ``batch_create``, ``list``, ``agent_status`` (ListAgentStatus), ``iam_tokens``.
+Control endpoints are never faulted.
 A scripted ``next`` entry wins over the rates for that request (no random draw is made). Rates are
 drawn from a ``random.Random`` seeded from the scenario seed, so a run is reproducible.
 
 Hostile answers (a cloud, proxy or gateway gone wrong; the work is applied first, like ``malformed``):
 ``wrong_types`` keeps valid JSON but gives fields the wrong types (a string for a list, numbers for
 ids); ``huge`` answers the real payload padded with several MiB of unknown fields; ``unknown_status``
-answers the real payload with every task status replaced by one no page documents. Script entries:
+answers the real payload with every task status (for agent_status: every uniagent and extension
+status) replaced by one no page documents. Script entries:
 ``hostile_types``, ``hostile_huge``, ``hostile_status``.
 """
 
@@ -45,6 +47,7 @@ class FaultEndpoint(StrEnum):
 
     BATCH_CREATE = "batch_create"
     LIST = "list"
+    AGENT_STATUS = "agent_status"
     IAM_TOKENS = "iam_tokens"
 
 

@@ -44,7 +44,7 @@ class Emulator:
         self.clock = Clock(config.time_scale)
         self.tokens = TokenStore()
         self.scenario = config.scenario
-        self.state = EmulatorState(self.scenario)
+        self.state = EmulatorState(self.scenario, start=self.clock.now())
         self.faults = FaultInjector(self.scenario.faults, self.scenario.seed)
         self.stats = Stats()
         self.response_shape: ResponseShape = self.scenario.response_shape
@@ -64,7 +64,7 @@ class Emulator:
         The clock keeps running and issued tokens stay valid.
         """
         self.scenario = scenario or self.config.scenario
-        self.state = EmulatorState(self.scenario)
+        self.state = EmulatorState(self.scenario, start=self.clock.now())
         self.faults = FaultInjector(self.scenario.faults, self.scenario.seed)
         self.stats = Stats()
         self.response_shape = self.scenario.response_shape

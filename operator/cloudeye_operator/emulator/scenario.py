@@ -39,8 +39,23 @@ that a typo does not silently fall back to a default. Example (see ``scenarios/d
     response_shape: object         # batch-create answers {"invocations": [...]} (object) or the
                                    #   page example's bare array (array)
     faults: {}                     # see cloudeye_operator.emulator.faults
+    agents:                        # agent health, as ListAgentStatus reports it (see emulator.agents)
+      start_seconds: 0             # after a task SUCCEEDED, telescope shows the new version running
+                                   #   this long later; until then it shows what it showed before
+      events:                      # each: server, do, and exactly one of at / after_success
+        - {server: srv-0005, at: 60, do: stop}   # at: seconds on the emulator clock after the
+                                                 #   scenario started (emulator start or reset)
+        - {server: srv-0006, after_success: 1, delay: 10, do: silent}
+                                   # after_success: N = the Nth task of that server to succeed
+                                   #   (counted from the scenario start); delay: seconds after it
+                                   #   succeeded (default 0)
+        - {server: srv-0007, at: 0, do: downgrade, version: "2.5.0"}   # version: downgrade only
+                                   # do: stop | start | silent | lose_heartbeat | uninstall |
+                                   #   downgrade | fault
 
-ROLLBACK tasks always succeed (they consume no scripted outcome and draw nothing).
+ROLLBACK tasks always succeed (they consume no scripted outcome and draw nothing). A task that
+succeeds after an agent event clears its effect (the agent was reinstalled); ListAgentStatus leaves
+out servers the fleet does not have.
 """
 
 from __future__ import annotations
@@ -61,6 +76,7 @@ from cloudeye_operator.cloudeye.models import (
     Version,
 )
 from cloudeye_operator.emulator import defaults
+from cloudeye_operator.emulator.agents import AgentAction
 from cloudeye_operator.emulator.faults import Faults
 
 DEMO_SCENARIO = "demo.yaml"
@@ -141,6 +157,47 @@ class Timing(_Model):
     timeout_seconds: Seconds = defaults.DEFAULT_TIMEOUT_SECONDS
 
 
+class AgentCommand(_Model):
+    """An agent event to apply now: the body of ``POST /_emulator/agents``."""
+
+    server: InstanceId
+    do: AgentAction
+    version: Version | None = None
+    """The version a ``downgrade`` leaves running (required there, refused elsewhere)."""
+
+    @model_validator(mode="after")
+    def _version_for_downgrade(self) -> AgentCommand:
+        if self.do is AgentAction.DOWNGRADE and self.version is None:
+            raise ValueError("version is required for do: downgrade")
+        if self.do is not AgentAction.DOWNGRADE and self.version is not None:
+            raise ValueError(f"version is only for do: downgrade, not {self.do}")
+        return self
+
+
+class AgentEvent(AgentCommand):
+    """A scripted agent event: at a time, or after the Nth task of its server succeeded."""
+
+    at: Seconds | None = None
+    """Seconds on the emulator clock after the scenario started."""
+    after_success: Annotated[int, Field(ge=1)] | None = None
+    """The Nth task of the server to succeed (1 = the first), counted from the scenario start."""
+    delay: Seconds = 0.0
+    """With after_success: seconds after that task succeeded."""
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> AgentEvent:
+        if (self.at is None) == (self.after_success is None):
+            raise ValueError("give exactly one of at, after_success")
+        if self.at is not None and self.delay:
+            raise ValueError("delay is only for after_success (at is already a time)")
+        return self
+
+
+class Agents(_Model):
+    start_seconds: Seconds = 0.0
+    events: list[AgentEvent] = Field(default_factory=list)
+
+
 class Scenario(_Model):
     seed: int = 0
     fleet: list[ServerSpec | GenerateEntry] = Field(default_factory=list)
@@ -152,6 +209,7 @@ class Scenario(_Model):
     token_ttl_seconds: Annotated[float, Field(gt=0.0)] = defaults.DEFAULT_TOKEN_TTL_SECONDS
     response_shape: Literal["object", "array"] = "object"
     faults: Faults = Field(default_factory=Faults)
+    agents: Agents = Field(default_factory=Agents)
 
     _servers: list[ServerSpec] = PrivateAttr(default_factory=list)
 
@@ -172,6 +230,9 @@ class Scenario(_Model):
         unknown = sorted(set(self.outcomes) - seen)
         if unknown:
             raise ValueError(f"outcomes: unknown server id(s) {', '.join(unknown[:5])}")
+        unknown = sorted({event.server for event in self.agents.events} - seen)
+        if unknown:
+            raise ValueError(f"agents.events: unknown server id(s) {', '.join(unknown[:5])}")
         self._servers = servers
         return self
 

@@ -1,4 +1,5 @@
-"""The HTTP layer: the two Cloud Eye API paths, IAM tokens and fault injection; thin on purpose.
+"""The HTTP layer: the Cloud Eye API paths (batch-create, list, ListAgentStatus), IAM tokens and fault
+injection; thin on purpose.
 
 Order of work for an API request: fault plan (latency, drop, injected status) -> authentication
 (401) -> project_id pattern (400) -> project access (403) -> request validation (400) -> apply ->
@@ -28,20 +29,28 @@ from cloudeye_operator.emulator.errors import (
 from cloudeye_operator.emulator.faults import FaultEndpoint, HostileKind
 from cloudeye_operator.emulator.iam import HEADER_SUBJECT_TOKEN, IamProblem, issue_token
 from cloudeye_operator.emulator.runtime import Emulator
-from cloudeye_operator.emulator.validation import check_project_id, parse_batch_create, parse_list_query
+from cloudeye_operator.emulator.validation import (
+    check_project_id,
+    parse_agent_status_query,
+    parse_batch_create,
+    parse_list_query,
+)
 
 log = logging.getLogger(__name__)
 
 EMULATOR: Final = control.EMULATOR
 BATCH_CREATE_PATH: Final = "/v3/{project_id}/agent-invocations/batch-create"
 LIST_PATH: Final = "/v3/{project_id}/agent-invocations"
+AGENT_STATUS_PATH: Final = "/v3/{project_id}/agent-status/batch-query"
 IAM_TOKENS_PATH: Final = "/v3/auth/tokens"
 MALFORMED_BODY: Final = b'{"invocations": [{"instance_id": "'
 """What a malformed answer carries: truncated JSON, with a JSON content type."""
 HOSTILE_PADDING_BYTES: Final = 4 * 1024 * 1024
 """How much a `huge` hostile answer adds to the real payload (in unknown fields)."""
 HOSTILE_STATUS: Final = "EXPLODED"
-"""The task status an `unknown_status` hostile answer reports: documented nowhere."""
+"""The task (or agent) status an `unknown_status` hostile answer reports: documented nowhere."""
+_ITEMS_KEY: Final = {FaultEndpoint.AGENT_STATUS: "agent_status"}
+"""Where an answer's items are: "invocations" unless listed here."""
 
 Work = Callable[[web.Request, Emulator], Awaitable[web.Response]]
 
@@ -92,7 +101,7 @@ async def _serve(request: web.Request, endpoint: FaultEndpoint, work: Work) -> w
             emulator.stats.record(endpoint, f"hostile_{plan.hostile}")
             response = web.Response(
                 status=response.status,
-                body=_hostile_body(response, plan.hostile),
+                body=_hostile_body(response, plan.hostile, _ITEMS_KEY.get(endpoint, "invocations")),
                 content_type="application/json",
             )
     emulator.stats.record(endpoint, response.status)
@@ -101,14 +110,15 @@ async def _serve(request: web.Request, endpoint: FaultEndpoint, work: Work) -> w
     return response
 
 
-def _hostile_body(response: web.Response, kind: HostileKind) -> bytes:
-    """The successful answer turned hostile (see faults.py): valid JSON, wrong in the given way."""
+def _hostile_body(response: web.Response, kind: HostileKind, key: str = "invocations") -> bytes:
+    """The successful answer turned hostile (see faults.py): valid JSON, wrong in the given way.
+    `key`: the field that holds the answer's items."""
     raw = response.body if isinstance(response.body, bytes) else b"{}"
     try:
         payload: Any = json.loads(raw)
     except ValueError:
         payload = {}
-    items = payload.get("invocations") if isinstance(payload, dict) else payload
+    items = payload.get(key) if isinstance(payload, dict) else payload
     items = items if isinstance(items, list) else []
     if kind == "wrong_types":
         wrong = [
@@ -121,7 +131,7 @@ def _hostile_body(response: web.Response, kind: HostileKind) -> bytes:
             }
             for _ in items[:3]
         ]
-        return json.dumps({"invocations": "not-a-list", "count": "many", "items": wrong}).encode()
+        return json.dumps({key: "not-a-list", "count": "many", "items": wrong}).encode()
     if kind == "huge":
         padding = "x" * HOSTILE_PADDING_BYTES
         if isinstance(payload, dict):
@@ -130,6 +140,10 @@ def _hostile_body(response: web.Response, kind: HostileKind) -> bytes:
     for item in items:
         if isinstance(item, dict) and "invocation_status" in item:
             item["invocation_status"] = HOSTILE_STATUS
+        if isinstance(item, dict) and "uniagent_status" in item:
+            item["uniagent_status"] = HOSTILE_STATUS
+            for extension in item.get("extensions") or []:
+                extension["status"] = HOSTILE_STATUS
     return json.dumps(payload).encode()
 
 
@@ -169,6 +183,15 @@ async def _list(request: web.Request, emulator: Emulator) -> web.Response:
     return web.json_response({"invocations": invocations, "count": count})
 
 
+async def _agent_status(request: web.Request, emulator: Emulator) -> web.Response:
+    await _authorized_project(request, emulator)
+    query = parse_agent_status_query(request.headers.get("Content-Type"), await request.read())
+    answer = emulator.state.list_agent_status(query, emulator.now())
+    return web.json_response(
+        {"agent_status": [info.model_dump(mode="json", exclude_none=True) for info in answer]}
+    )
+
+
 async def _iam_tokens(request: web.Request, emulator: Emulator) -> web.Response:
     try:
         token, body = issue_token(
@@ -189,6 +212,10 @@ async def batch_create_handler(request: web.Request) -> web.StreamResponse:
 
 async def list_handler(request: web.Request) -> web.StreamResponse:
     return await _serve(request, FaultEndpoint.LIST, _list)
+
+
+async def agent_status_handler(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, FaultEndpoint.AGENT_STATUS, _agent_status)
 
 
 async def iam_tokens_handler(request: web.Request) -> web.StreamResponse:
@@ -217,6 +244,7 @@ def create_app(emulator: Emulator) -> web.Application:
     app[EMULATOR] = emulator
     app.router.add_post(BATCH_CREATE_PATH, batch_create_handler)
     app.router.add_get(LIST_PATH, list_handler)
+    app.router.add_post(AGENT_STATUS_PATH, agent_status_handler)
     app.router.add_post(IAM_TOKENS_PATH, iam_tokens_handler)
     control.add_routes(app)
     return app

@@ -1,4 +1,5 @@
-"""The emulated service's data: servers and agent tasks. Pure: no I/O, time comes in as ``now``.
+"""The emulated service's data: servers, agent tasks and agent health. Pure: no I/O, time comes in as
+``now``.
 
 ``now`` is seconds since the epoch on the emulator clock and must not go backwards between calls.
 
@@ -7,7 +8,11 @@ RUNNING for ``running_seconds`` (``timeout_seconds`` if its outcome is TIMEOUT),
 The outcome is decided when the task is created (scripted per server, else drawn with the seeded
 rates), so listing never changes anything and a run is reproducible. Tasks of one server never
 overlap (a server with an unfinished task is refused), so a server's agent version at any moment
-is the target version of its latest task that had SUCCEEDED by then.
+is the target version of its latest task that had SUCCEEDED by then, unless an agent event
+(``uninstall``, ``downgrade``) changed it later. Agent health (ListAgentStatus) is derived the same
+way, from the scenario's ``agents:``, the tasks and the events applied at run time
+(``apply_agent_command``): see ``emulator.agents``. ListAgentStatus leaves out ids the fleet does
+not have, as it leaves out servers its filters exclude.
 
 Rules beyond the API pages, chosen for the emulator and documented here:
 - RETRY is accepted for any FAILED/TIMEOUT task whose server is idle, even an older one.
@@ -33,8 +38,12 @@ from typing import Any, Final
 
 from cloudeye_operator.cloudeye.models import (
     LIST_RETENTION_DAYS,
+    TELESCOPE,
+    AgentStatusInfo,
+    AgentStatusQuery,
     BatchCreateInvocationInfo,
     BatchCreateRequest,
+    ExtensionInfo,
     InstanceType,
     InvocationInfo,
     InvocationStatus,
@@ -44,7 +53,8 @@ from cloudeye_operator.cloudeye.models import (
     RetStatus,
     VersionType,
 )
-from cloudeye_operator.emulator.scenario import Outcome, Scenario, ServerSpec
+from cloudeye_operator.emulator.agents import AgentChange, AgentHealth, AgentTimeline, agent_timeline
+from cloudeye_operator.emulator.scenario import AgentCommand, AgentEvent, Outcome, Scenario, ServerSpec
 
 RETENTION_SECONDS: Final = LIST_RETENTION_DAYS * 24 * 3600.0
 
@@ -109,10 +119,13 @@ class TaskPhase:
 
 
 class EmulatorState:
-    """Servers and tasks of one emulated project."""
+    """Servers, tasks and agent events of one emulated project."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, start: float = 0.0) -> None:
+        """``start``: the emulator clock's time when the scenario started (agent events' ``at``
+        counts from it)."""
         self.scenario = scenario
+        self.start = start
         self._outcome_rng = random.Random(f"{scenario.seed}:outcomes")
         self._id_rng = random.Random(f"{scenario.seed}:ids")
         self._servers: dict[str, Server] = {
@@ -123,6 +136,11 @@ class EmulatorState:
         self._by_id: dict[str, Task] = {}
         self._by_type: dict[InvocationType, list[int]] = {t: [] for t in InvocationType}
         self._by_instance_type: dict[InstanceType, list[int]] = {t: [] for t in InstanceType}
+        self._scripted_events: dict[str, list[tuple[int, AgentEvent]]] = {}
+        for order, event in enumerate(scenario.agents.events):
+            self._scripted_events.setdefault(event.server, []).append((order, event))
+        self._applied_events: dict[str, list[AgentChange]] = {}
+        self._event_count = len(scenario.agents.events)
 
     # --- Reading -------------------------------------------------------------------------------
 
@@ -149,12 +167,70 @@ class EmulatorState:
         return TaskPhase(_OUTCOME_STATUS[task.outcome], task.finished_at)
 
     def server_version(self, instance_id: str, now: float) -> str | None:
+        """The agent version installed on the server at ``now`` (None: not installed)."""
         server = self._servers[instance_id]
+        if instance_id in self._scripted_events or instance_id in self._applied_events:
+            return self.agent_timeline(instance_id, now).installed
         for index in reversed(server.task_indices):
             task = self._tasks[index]
             if task.outcome is Outcome.SUCCEEDED and task.finished_at <= now:
                 return task.target_version
         return server.spec.version
+
+    def agent_timeline(self, instance_id: str, now: float) -> AgentTimeline:
+        """The server's agent at ``now``: what ListAgentStatus shows and the version installed."""
+        server = self._servers[instance_id]
+        successes = [
+            task
+            for task in (self._tasks[index] for index in server.task_indices)
+            if task.outcome is Outcome.SUCCEEDED and task.finished_at <= now
+        ]
+        changes = [AgentChange(task.finished_at, None, task.target_version) for task in successes]
+        for order, event in self._scripted_events.get(instance_id, []):
+            if event.at is not None:
+                when = self.start + event.at
+            elif event.after_success is not None and event.after_success <= len(successes):
+                when = successes[event.after_success - 1].finished_at + event.delay
+            else:
+                continue
+            changes.append(AgentChange(when, event.do, event.version, order))
+        changes.extend(self._applied_events.get(instance_id, []))
+        return agent_timeline(server.spec.version, changes, self.scenario.agents.start_seconds, now)
+
+    def agent_health(self, instance_id: str, now: float) -> AgentHealth | None:
+        """What ListAgentStatus reports for the server; None for a server the fleet does not have."""
+        if instance_id not in self._servers:
+            return None
+        return self.agent_timeline(instance_id, now).health
+
+    def list_agent_status(self, query: AgentStatusQuery, now: float) -> list[AgentStatusInfo]:
+        """One ListAgentStatus answer: the known servers among the ids, once each, in request order,
+        that pass the filters (extension_name: telescope is the only extension, and every server
+        reports it, ``none`` when not installed)."""
+        answer = []
+        for instance_id in dict.fromkeys(query.instance_ids):
+            health = self.agent_health(instance_id, now)
+            if health is None:
+                continue
+            if query.uniagent_status is not None and health.uniagent is not query.uniagent_status:
+                continue
+            if query.extension_status is not None and health.telescope is not query.extension_status:
+                continue
+            telescope = ExtensionInfo(name=TELESCOPE, status=health.telescope, version=health.version)
+            info = AgentStatusInfo(
+                instance_id=instance_id, uniagent_status=health.uniagent, extensions=[telescope]
+            )
+            answer.append(info)
+        return answer
+
+    def apply_agent_command(self, command: AgentCommand, now: float) -> AgentHealth:
+        """Apply an agent event at ``now``. Raises KeyError for a server the fleet does not have."""
+        if command.server not in self._servers:
+            raise KeyError(command.server)
+        change = AgentChange(now, command.do, command.version, self._event_count)
+        self._event_count += 1
+        self._applied_events.setdefault(command.server, []).append(change)
+        return self.agent_timeline(command.server, now).health
 
     def busy(self, instance_id: str, now: float) -> bool:
         indices = self._servers[instance_id].task_indices
@@ -225,19 +301,26 @@ class EmulatorState:
         return [self._dump(task, now) for task in self._tasks]
 
     def dump_servers(self, now: float) -> list[dict[str, Any]]:
-        return [
-            {
-                "instance_id": server.id,
-                "instance_name": server.spec.display_name,
-                "instance_type": str(server.spec.type),
-                "eligible": server.spec.eligible,
-                "version": self.server_version(server.id, now),
-                "busy": self.busy(server.id, now),
-                "task_count": len(server.task_indices),
-                "scripted_outcomes_left": [str(o) for o in server.script],
-            }
-            for server in self._servers.values()
-        ]
+        """The fleet (for /_emulator/servers): ``version`` is the installed one; ``uniagent_status``,
+        ``telescope_status`` and ``telescope_version`` are what ListAgentStatus reports."""
+        return [self.dump_server(server_id, now) for server_id in self._servers]
+
+    def dump_server(self, instance_id: str, now: float) -> dict[str, Any]:
+        server = self._servers[instance_id]
+        timeline = self.agent_timeline(instance_id, now)
+        return {
+            "instance_id": server.id,
+            "instance_name": server.spec.display_name,
+            "instance_type": str(server.spec.type),
+            "eligible": server.spec.eligible,
+            "version": timeline.installed,
+            "uniagent_status": str(timeline.health.uniagent),
+            "telescope_status": str(timeline.health.telescope),
+            "telescope_version": timeline.health.version,
+            "busy": self.busy(server.id, now),
+            "task_count": len(server.task_indices),
+            "scripted_outcomes_left": [str(o) for o in server.script],
+        }
 
     # --- Creating ------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Request validation exactly as the two API pages document it; every refusal names the field.
+"""Request validation exactly as the API pages document it; every refusal names the field.
 
 Unknown body keys and unknown query parameters are ignored (the official SDK sends fields the
 pages do not list, e.g. ``remote_install_meta``); a JSON ``null`` counts as absent.
@@ -18,17 +18,22 @@ from cloudeye_operator.cloudeye.models import (
     INSTANCE_ID_PATTERN,
     INVOCATION_ID_MAX_LENGTH,
     INVOCATION_ID_PATTERN,
+    MAX_IDS_PER_AGENT_QUERY,
     MAX_IDS_PER_CREATE,
     MAX_OFFSET,
     MAX_PAGE_LIMIT,
     MAX_VERSION_LENGTH,
     PROJECT_ID_PATTERN,
+    TELESCOPE,
+    AgentStatusQuery,
     BatchCreateRequest,
+    ExtensionStatus,
     InstanceType,
     InvocationTarget,
     InvocationType,
     ListInvocationsQuery,
     Origin,
+    UniAgentStatus,
     VersionType,
 )
 from cloudeye_operator.emulator.errors import INVALID_BODY, ApiProblem, invalid
@@ -59,11 +64,17 @@ def _enum(value: Any, field: str, kind: type[E]) -> E:
     return kind(value)
 
 
-def _id_list(value: Any, field: str, pattern: re.Pattern[str], max_length: int | None = None) -> list[str]:
+def _id_list(
+    value: Any,
+    field: str,
+    pattern: re.Pattern[str],
+    max_length: int | None = None,
+    max_items: int = MAX_IDS_PER_CREATE,
+) -> list[str]:
     if not isinstance(value, list):
         raise invalid(field, "must be an array of strings")
-    if not 1 <= len(value) <= MAX_IDS_PER_CREATE:
-        raise invalid(field, f"must have 1 to {MAX_IDS_PER_CREATE} elements")
+    if not 1 <= len(value) <= max_items:
+        raise invalid(field, f"must have 1 to {max_items} elements")
     for position, item in enumerate(value):
         too_long = max_length is not None and isinstance(item, str) and len(item) > max_length
         if not isinstance(item, str) or too_long or not pattern.match(item):
@@ -72,8 +83,7 @@ def _id_list(value: Any, field: str, pattern: re.Pattern[str], max_length: int |
     return value
 
 
-def parse_batch_create(content_type: str | None, body: bytes) -> BatchCreateRequest:
-    """The body of POST .../agent-invocations/batch-create, or an ApiProblem naming the field."""
+def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
     if not (content_type or "").lower().startswith("application/json"):
         raise invalid("Content-Type", "must be application/json")
     try:
@@ -82,6 +92,12 @@ def parse_batch_create(content_type: str | None, body: bytes) -> BatchCreateRequ
         raise ApiProblem(400, INVALID_BODY, "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiProblem(400, INVALID_BODY, "the request body must be a JSON object")
+    return data
+
+
+def parse_batch_create(content_type: str | None, body: bytes) -> BatchCreateRequest:
+    """The body of POST .../agent-invocations/batch-create, or an ApiProblem naming the field."""
+    data = _json_object(content_type, body)
     given = {key: data[key] for key in _BODY_FIELDS if data.get(key) is not None}
     if "invocation_type" not in given:
         raise invalid("invocation_type", "is required")
@@ -156,3 +172,26 @@ def parse_list_query(params: Iterable[tuple[str, str]]) -> ListInvocationsQuery:
     if "limit" in values:
         fields["limit"] = _integer(values["limit"], "limit", 1, MAX_PAGE_LIMIT)
     return ListInvocationsQuery.model_validate(fields)
+
+
+def parse_agent_status_query(content_type: str | None, body: bytes) -> AgentStatusQuery:
+    """The body of POST .../agent-status/batch-query (ListAgentStatus), or an ApiProblem naming the field."""
+    data = _json_object(content_type, body)
+    if data.get("instance_ids") is None:
+        raise invalid("instance_ids", "is required")
+    fields: dict[str, Any] = {
+        "instance_ids": _id_list(
+            data["instance_ids"], "instance_ids", INSTANCE_ID_PATTERN, max_items=MAX_IDS_PER_AGENT_QUERY
+        )
+    }
+    if data.get("uniagent_status") is not None:
+        fields["uniagent_status"] = _enum(data["uniagent_status"], "uniagent_status", UniAgentStatus)
+    if data.get("extension_name") is not None and data["extension_name"] != TELESCOPE:
+        raise invalid("extension_name", f"must be {TELESCOPE}")
+    fields["extension_name"] = data.get("extension_name")
+    if data.get("extension_status") is not None:
+        fields["extension_status"] = _enum(data["extension_status"], "extension_status", ExtensionStatus)
+    try:
+        return AgentStatusQuery.model_validate(fields)
+    except ValidationError as error:  # pragma: no cover - the checks above are the same rules
+        raise invalid("body", error.errors()[0]["msg"]) from None
