@@ -37,6 +37,7 @@ class EventReason(StrEnum):
     DRIFT_FOUND = "DriftFound"
     REPAIRED = "Repaired"
     DRIFT_CLEARED = "DriftCleared"
+    ALREADY_CURRENT = "AlreadyCurrent"
 
 
 class Verb(StrEnum):

@@ -16,7 +16,13 @@ from typing import Any, Final
 from cloudeye_operator.cloudeye.models import InvocationStatus, InvocationType
 from cloudeye_operator.rollout.observation import AgentHealth, Task
 from cloudeye_operator.rollout.spec import DEFAULT_DRIFT_INTERVAL_SECONDS, RolloutAction, RolloutSpec
-from cloudeye_operator.rollout.status import TASK_STATES, InstanceState, RolloutStatus, Summary
+from cloudeye_operator.rollout.status import (
+    NOT_STARTED,
+    TASK_STATES,
+    InstanceState,
+    RolloutStatus,
+    Summary,
+)
 
 REPAIR_EXCLUDE_ANNOTATION: Final = "cloudeye.dev/repair-exclude"
 """On the AgentRollout: server ids (comma or whitespace separated) a drift check reports but never
@@ -83,8 +89,10 @@ def agents_to_query(
     spec: RolloutSpec, status: RolloutStatus, tasks: Iterable[Task], now: datetime
 ) -> list[str]:
     """The servers whose agents the next plan looks at, in spec order: those VERIFYING, those whose
-    tracked task the listing shows SUCCEEDED (so they verify in the same cycle), and, when a drift
-    check is due, every converged or drifted server. Empty when verification and drift are off."""
+    tracked task the listing shows SUCCEEDED (so they verify in the same cycle), when a drift check
+    is due every converged or drifted server, and, once per revision (when it can start) and for
+    servers added, every server not started, when spec.version is exact: one already running it
+    needs no task (planner step 8a). Empty when nothing needs a look."""
     verify = spec.strategy.verify_timeout_seconds > 0
     succeeded = (
         {t.invocation_id for t in tasks if t.invocation_status is InvocationStatus.SUCCEEDED}
@@ -92,10 +100,15 @@ def agents_to_query(
         else set()
     )
     drift = drift_check_due(spec, status, now)
+    precheck = spec.version is not None and spec.action is not RolloutAction.ROLLBACK
+    starting = status.revision_key != spec.revision_key and not status.intents
+    starting = starting and status.summary.in_flight == 0
     out: list[str] = []
     for iid in spec.instance_ids:
         rec = status.instances.get(iid)
-        if rec is None:
+        if rec is None or (starting and rec.state in NOT_STARTED):
+            if precheck:
+                out.append(iid)
             continue
         state = rec.state
         if (

@@ -21,6 +21,7 @@ One cycle, in order:
   7. hold      retries wait (RETRY_WAIT) unless the rollout is paused or over budget (then the
                failure state shows, holding no slot)
   8. claims    not-started instances claimed by another rollout are BLOCKED
+  8a. current  a server not started whose agent already runs spec.version is SUCCEEDED: no task
   9. start     due retries, then new work in spec order up to maxInFlight, as intents; only on
                instances whose whole history this cycle listed (the rest wait for the next cycle);
                nothing once the progress deadline fired, until the spec changes
@@ -190,6 +191,8 @@ class _Planner:
             self._mark_for_rollback()
         self._hold_or_schedule_retries(budget)
         newly_blocked = self._apply_claims()
+        if not revision.waiting:
+            drift = drift._replace(current=self._already_current())
         api_error = self._api_error(revision)
         api_hold = api_hold_until(api_error, self.now)
         starts = _Starts()
@@ -554,6 +557,34 @@ class _Planner:
         for iid in newly_blocked:
             book.set(iid, state=InstanceState.BLOCKED, message=f"claimed by AgentRollout {claimed[iid]}")
         return newly_blocked
+
+    # --- 8a. already there: a look at the agents saves the task --------------------------------------
+
+    def _already_current(self) -> tuple[str, ...]:
+        """Servers not started whose agents this cycle looked at already run the exact version asked
+        for: SUCCEEDED with no task (the agents' word is what verifies a task anyway). Only for an
+        exact `version` (a versionType's target is only known once a task reports it)."""
+        spec, book, obs = self.spec, self.book, self.obs
+        version = spec.version
+        if version is None or obs.agents is None or spec.action is RolloutAction.ROLLBACK:
+            return ()
+        current: list[str] = []
+        for iid in book.ids_in(InstanceState.WAITING):
+            rec = book.instances[iid]
+            health = obs.agent(iid)
+            if rec.action is InvocationType.ROLLBACK or rec.attempts or health is None:
+                continue
+            if health.runs(version):
+                message = f"already running {version}: no task needed"
+                book.set_shared(
+                    iid,
+                    state=InstanceState.SUCCEEDED,
+                    current_version=version,
+                    target_version=version,
+                    message=message,
+                )
+                current.append(iid)
+        return tuple(current)
 
     # --- 9. start work -----------------------------------------------------------------------------
 

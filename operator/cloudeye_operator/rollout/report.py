@@ -71,6 +71,8 @@ class Drift(NamedTuple):
     """(server, what is off) found by this check."""
     back: tuple[str, ...] = ()
     """Drifted servers this check found back without a repair."""
+    current: tuple[str, ...] = ()
+    """Servers not started found already running spec.version: SUCCEEDED with no task."""
 
 
 class Budget(NamedTuple):
@@ -435,6 +437,12 @@ def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phas
         )
     if d.drift.repaired:
         add(EventKind.NORMAL, EventReason.REPAIRED, f"repaired {_ids(d.drift.repaired, 'server')}")
+    if d.drift.current:
+        add(
+            EventKind.NORMAL,
+            EventReason.ALREADY_CURRENT,
+            f"already running {spec.version}, no task needed: {_ids(d.drift.current, 'server')}",
+        )
     if d.drift.back:
         add(
             EventKind.NORMAL,

@@ -13,7 +13,7 @@ from cloudeye_operator.rollout.drift import (
     repair_excluded,
 )
 from cloudeye_operator.rollout.observation import AgentHealth
-from cloudeye_operator.rollout.status import InstanceState
+from cloudeye_operator.rollout.status import InstanceState, RolloutStatus
 
 from ._sim import Sim, at, cond, ids, make_spec, reasons, task
 
@@ -217,3 +217,26 @@ def test_a_rollout_still_working_is_not_drift_checked() -> None:
     sim.cloud.finish([I[0]], "SUCCEEDED")
     sim.cycle(at(15))
     assert not drift_check_due(sim.spec, sim.status, at(10_000))
+
+
+# --- a look at the agents instead of a task ------------------------------------------------------
+
+
+def test_servers_already_running_the_exact_version_need_no_task() -> None:
+    spec = make_spec(I[:3], version="2.7.2")
+    status = RolloutStatus()
+    assert agents_to_query(spec, status, [], at(0)) == I[:3]  # once, before the revision starts
+    agents = {I[0]: AgentHealth("running", "running", "2.7.2"), I[1]: OLDER, I[2]: STOPPED}
+    p = plan(spec, 1, status, Observation.of([], agents=agents), at(0))
+    assert p.status.instances[I[0]].state is InstanceState.SUCCEEDED
+    assert "already running 2.7.2" in (p.status.instances[I[0]].message or "")
+    assert [a.instance_ids for a in p.tasks] == [(I[1], I[2])]
+    assert "AlreadyCurrent" in [e.reason for e in p.events]
+    # Started: the next cycles do not look at the agents of the servers not started again.
+    assert agents_to_query(spec, p.status, [], at(15)) == []
+
+
+def test_no_look_before_a_version_type_target() -> None:
+    """A versionType's version is only known once a task reports it: every server gets its task."""
+    spec = make_spec(I[:2], versionType="ADVANCE_VERSION")
+    assert agents_to_query(spec, RolloutStatus(), [], at(0)) == []
