@@ -92,6 +92,9 @@ def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
             )
         if len(trouble) > MAX_TROUBLE_LINES:
             notes.append(Text(f"  ... and {len(trouble) - MAX_TROUBLE_LINES} more in {name}", style="dim"))
+        agents = agents_line(status)
+        if agents:
+            notes.append(Text(f"  {name} agents: {agents}", style="dim"))
         stalled = _condition(status, "Stalled")
         if stalled.get("status") == "True":
             notes.append(
@@ -100,6 +103,57 @@ def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
                 )
             )
     return Group(table, *notes)
+
+
+def agents_line(status: Mapping[str, Any]) -> str:
+    """What the operator last saw of the agents: e.g. "last drift check 2026-12-01T10:02:11Z; drift
+    found on 1 server(s), repaired 1, 1 not repaired yet"; empty before any look."""
+    checked = status.get("driftCheckedAt")
+    found = int(status.get("driftFound") or 0)
+    if not checked and not found:
+        return ""
+    parts = [f"last drift check {checked}" if checked else "no drift check yet"]
+    if found:
+        repaired = int(status.get("driftRepaired") or 0)
+        drifted = int((status.get("summary") or {}).get("drifted") or 0)
+        tail = f", {drifted} not repaired" if drifted else ""
+        parts.append(f"drift found on {found} server(s), repaired {repaired}{tail}")
+    return "; ".join(parts)
+
+
+def agent_of(record: Mapping[str, Any], declared: str | None) -> str:
+    """One server's agent as the operator last saw it, from its status entry."""
+    state = str(record.get("state", ""))
+    if state == "SUCCEEDED":
+        version = declared or record.get("targetVersion")
+        return f"telescope running {version}" if version else "telescope running"
+    if state == "DRIFTED" or record.get("drift"):
+        return str(record.get("drift") or "")
+    if state in ("VERIFYING", "UNVERIFIED"):
+        message = str(record.get("message") or "")
+        return message.rsplit(": ", 1)[-1] if ": " in message else "not seen yet"
+    return "-"
+
+
+def render_servers(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
+    """Every server of every rollout: state, attempts, and its agent as last seen."""
+    table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("ROLLOUT", "SERVER", "STATE", "ATTEMPTS", "AGENT"):
+        table.add_column(column, no_wrap=column != "AGENT")
+    for obj in sorted(rollouts, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        name = f"{meta.get('namespace', '')}/{meta['name']}"
+        declared = spec.get("version") or status.get("resolvedVersion")
+        for iid, record in sorted((status.get("instances") or {}).items()):
+            state = str(record.get("state", "WAITING"))
+            table.add_row(
+                name,
+                iid,
+                Text(state, style=STATE_STYLES.get(state, "")),
+                str(record.get("attempts", 0)),
+                agent_of(record, declared),
+            )
+    return table
 
 
 async def _list(namespace: str | None) -> list[dict[str, Any]]:
@@ -123,8 +177,15 @@ async def _list(namespace: str | None) -> list[dict[str, Any]]:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
 @click.option("--until-ready", is_flag=True, help="With --watch: exit 0 once every shown rollout is Ready.")
 @click.option("--timeout", default=0.0, help="With --until-ready: give up (exit 1) after this many seconds.")
+@click.option("--servers", is_flag=True, help="List every server: its state and its agent as last seen.")
 def status_command(
-    name: str | None, namespace: str | None, watch: bool, interval: float, until_ready: bool, timeout: float
+    name: str | None,
+    namespace: str | None,
+    watch: bool,
+    interval: float,
+    until_ready: bool,
+    timeout: float,
+    servers: bool,
 ) -> None:
     """Show AgentRollouts: progress, states, retries and failing servers with their messages."""
     console = Console()
@@ -137,6 +198,9 @@ def status_command(
 
     async def main() -> int:
         items = await snapshot()
+        if servers:
+            console.print(render_servers(items))
+            return 0
         if not watch:
             console.print(render(items))
             return 0

@@ -273,6 +273,8 @@ def test_status_is_typed_not_preserved() -> None:
         "intents",
         "resolvedVersion",
         "driftCheckedAt",
+        "driftFound",
+        "driftRepaired",
     }
 
 

@@ -395,6 +395,15 @@ def _verify_and_drift(seen: list[RolloutStatus]) -> None:
     drive(sim2, at(15), seen)
     sim2.cloud.sick["ecs-w1"] = AgentHealth("running", "stopped", "2.7.2")
     drive(sim2, at(400), seen)  # the drift check finds w1 stopped: DRIFTED (reported only)
+    sim3 = Sim(make_spec(["ecs-x0"], version="2.7.2"))
+    drive(sim3, at(0), seen)
+    sim3.cloud.finish(["ecs-x0"], "SUCCEEDED")
+    drive(sim3, at(15), seen)
+    sim3.cloud.sick["ecs-x0"] = AgentHealth("running", "none")
+    drive(sim3, at(400), seen)  # found uninstalled: an INSTALL repairs it
+    del sim3.cloud.sick["ecs-x0"]
+    sim3.cloud.finish(["ecs-x0"], "SUCCEEDED")
+    drive(sim3, at(415), seen)  # repaired (driftRepaired)
 
 
 @functools.cache
@@ -473,6 +482,8 @@ def full_status() -> RolloutStatus:
             "consecutive_errors": 2,
             "resolved_version": next(s.resolved_version for s in seen if s.resolved_version),
             "drift_checked_at": next(s.drift_checked_at for s in seen if s.drift_checked_at),
+            "drift_found": next(s.drift_found for s in seen if s.drift_found),
+            "drift_repaired": next(s.drift_repaired for s in seen if s.drift_repaired),
         }
     )
 

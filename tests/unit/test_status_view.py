@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cloudeye_operator.status_view import is_ready, render
+from cloudeye_operator.status_view import is_ready, render, render_servers
 
 
 def _rollout(
@@ -56,3 +56,37 @@ def test_ready_needs_the_current_generation() -> None:
     assert is_ready(_rollout("a", 2, 2, "True", x={"state": "SUCCEEDED"}))
     assert not is_ready(_rollout("a", 3, 2, "True", x={"state": "SUCCEEDED"}))
     assert not is_ready(_rollout("a", 2, 2, "False", x={"state": "RUNNING"}))
+
+
+def test_agent_health_per_server_and_the_drift_found_and_repaired() -> None:
+    web = _rollout(
+        "web",
+        1,
+        1,
+        "False",
+        **{
+            "srv-1": {"state": "SUCCEEDED"},
+            "srv-2": {
+                "state": "DRIFTED",
+                "drift": "telescope is not running (uniagent silent, telescope stopped 2.7.2)",
+            },
+            "srv-3": {
+                "state": "VERIFYING",
+                "message": "task t3 SUCCEEDED; waiting to see telescope running 2.7.2: "
+                "uniagent running, telescope stopped",
+            },
+        },
+    )
+    web["status"] |= {"driftCheckedAt": "2026-12-01T10:02:11Z", "driftFound": 2, "driftRepaired": 1}
+    web["status"]["summary"]["drifted"] = 1
+    text = _text([web])
+    assert (
+        "last drift check 2026-12-01T10:02:11Z; drift found on 2 server(s), repaired 1, 1 not repaired"
+        in text
+    )
+    console = Console(width=200, record=True)
+    console.print(render_servers([web]))
+    rows = {line.split()[1]: line for line in console.export_text().splitlines()[1:] if line.strip()}
+    assert "telescope running 2.7.2" in rows["srv-1"]
+    assert "uniagent silent, telescope stopped 2.7.2" in rows["srv-2"]
+    assert "uniagent running, telescope stopped" in rows["srv-3"]

@@ -180,6 +180,8 @@ def conclude(d: Decision) -> Report:
             "consecutive_errors": None,
             "resolved_version": d.drift.resolved_version,
             "drift_checked_at": d.now if d.drift.checked else d.prior.drift_checked_at,
+            "drift_found": _tally(d, d.prior.drift_found, d.drift.found),
+            "drift_repaired": _tally(d, d.prior.drift_repaired, d.drift.repaired),
         }
     )
     return Report(status, tuple(events(d, f, conditions, phase)), requeue_after(d, f))
@@ -491,6 +493,12 @@ def summary_text(spec: RolloutSpec, s: Summary) -> str:
         parts = [("rolled back", s.rolled_back), ("skipped", s.skipped)]
     parts = [("failed", s.failed), ("in flight", s.in_flight), ("pending", s.pending), *parts]
     return ", ".join([head, *(f"{n} {label}" for label, n in parts if n)])
+
+
+def _tally(d: Decision, before: int | None, now: tuple[object, ...]) -> int | None:
+    """A count since the revision started, None for 0 (left out of the status)."""
+    total = (0 if d.revision.started else before or 0) + len(now)
+    return total or None
 
 
 def drifted_text(d: Decision) -> str:

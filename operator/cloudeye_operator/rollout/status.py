@@ -485,6 +485,10 @@ class RolloutStatus(_StatusModel):
     drift check holds servers to it)."""
     drift_checked_at: datetime | None = None
     """When a drift check last looked at the converged servers' agents."""
+    drift_found: int | None = None
+    """Servers a drift check found off the declared state, since the revision started (None: 0)."""
+    drift_repaired: int | None = None
+    """Of those, the ones a repair brought back (None: 0)."""
     consecutive_errors: int | None = None
     """Cycles in a row that ended on a cause found before planning (a missing Secret, an unlistable
     cloud): the wait before the next cycle doubles with each (causes.retry_after). None (left out of
