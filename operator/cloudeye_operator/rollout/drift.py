@@ -127,8 +127,9 @@ def declared_version(spec: RolloutSpec, status: RolloutStatus, task_target: str 
 
 
 def finding(health: AgentHealth, version: str | None) -> str | None:
-    """What is off the declared state, in words; None when the agent runs `version`."""
-    if health.runs(version):
+    """What is off the declared state, in words; None when the agent runs `version` (or a newer one:
+    AgentHealth.runs_at_least)."""
+    if health.runs_at_least(version):
         return None
     if not health.installed:
         return f"telescope is not installed ({health.describe()})"

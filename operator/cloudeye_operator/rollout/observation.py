@@ -57,10 +57,32 @@ class AgentHealth:
         up = self.uniagent == "running" and self.telescope == "running"
         return up and (version is None or self.version == version)
 
+    def runs_at_least(self, version: str | None) -> bool:
+        """telescope is up at `version` or a newer one: what a server declared at `version` needs. A
+        newer agent (another rollout's, or a person's upgrade) is left alone, so two rollouts that list
+        one server never undo each other's work."""
+        if not self.runs(None):
+            return False
+        if version is None or self.version == version:
+            return True
+        return self.version is not None and newer(self.version, version)
+
     def describe(self) -> str:
         """E.g. "uniagent silent, telescope stopped 2.7.2"."""
         version = f" {self.version}" if self.version else ""
         return f"uniagent {self.uniagent}, telescope {self.telescope}{version}"
+
+
+def _numbers(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def newer(version: str, than: str) -> bool:
+    """`version` is a later release than `than` (dotted numbers: "2.10.0" > "2.9.3"); False when
+    either is not dotted numbers (nothing is assumed of a version that cannot be compared)."""
+    a, b = _numbers(version), _numbers(than)
+    return a is not None and b is not None and a > b
 
 
 NOT_REPORTED: Final = AgentHealth(uniagent="unknown", telescope="unknown")

@@ -372,7 +372,8 @@ class _Planner:
             health = obs.agent(iid)
             if health is None:
                 continue  # not looked at this cycle: its deadline waits for a look
-            if health.runs(target):
+            # A rollback must reach its exact version; an install or update that one or a newer one.
+            if health.runs(target) if rolling else health.runs_at_least(target):
                 message = f"{noun} {rec.invocation_id} SUCCEEDED; {health.describe()}" if rolling else None
                 book.set(iid, state=done, message=message, drift=None)
                 if rec.drift is not None:
@@ -648,7 +649,12 @@ class _Planner:
         """DRIFTED servers to repair now (spec.drift.mode Repair, not excluded by annotation)."""
         if self.spec.drift.mode is not DriftMode.REPAIR:
             return []
-        return [iid for iid in self.book.by_state[InstanceState.DRIFTED] if iid not in self.repair_excluded]
+        # Not while another rollout has work on it: that one's task would be refused, or undone.
+        return [
+            iid
+            for iid in self.book.by_state[InstanceState.DRIFTED]
+            if iid not in self.repair_excluded and iid not in self.claimed
+        ]
 
     def _covered(self, iid: str) -> bool:
         """Whether work may start on an instance now: only when its whole history was listed this

@@ -12,7 +12,7 @@ from cloudeye_operator.rollout.drift import (
     followed_for_drift,
     repair_excluded,
 )
-from cloudeye_operator.rollout.observation import AgentHealth
+from cloudeye_operator.rollout.observation import AgentHealth, newer
 from cloudeye_operator.rollout.status import InstanceState, RolloutStatus
 
 from ._sim import Sim, at, cond, ids, make_spec, reasons, task
@@ -240,3 +240,21 @@ def test_no_look_before_a_version_type_target() -> None:
     """A versionType's version is only known once a task reports it: every server gets its task."""
     spec = make_spec(I[:2], versionType="ADVANCE_VERSION")
     assert agents_to_query(spec, RolloutStatus(), [], at(0)) == []
+
+
+def test_a_newer_agent_is_not_drift_so_two_rollouts_never_undo_each_other() -> None:
+    sim = _sim(2)
+    _converge(sim)
+    sim.cloud.sick[I[0]] = AgentHealth("running", "running", "2.10.0")  # another rollout's update
+    p = sim.cycle(at(400))
+    assert p.tasks == ()
+    assert state(sim, I[0]) is InstanceState.SUCCEEDED
+    assert sim.status.drift_checked_at == at(400)
+
+
+def test_versions_compare_as_dotted_numbers() -> None:
+    assert newer("2.10.0", "2.9.3")
+    assert newer("2.7.2.1", "2.7.2")
+    assert not newer("2.7.2", "2.7.2")
+    assert not newer("2.6.9", "2.7.0")
+    assert not newer("2.7.x", "2.6.0")  # not comparable: nothing assumed
