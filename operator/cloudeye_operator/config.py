@@ -140,6 +140,7 @@ class OperatorSettings(BaseSettings):
 
     create_rate: float = Field(default=5.0, gt=0, description="batch-create requests per second")
     list_rate: float = Field(default=20.0, gt=0, description="list requests per second")
+    agent_status_rate: float = Field(default=10.0, gt=0, description="agent-status requests per second")
     request_timeout: float = Field(default=30.0, gt=0)
     post_events: bool = True
     peering_lifetime: int = Field(

@@ -105,7 +105,11 @@ class ClientPool:
             region=target.region,
             endpoint=target.endpoint,
             timeout=httpx.Timeout(s.request_timeout, connect=min(5.0, s.request_timeout)),
-            requests_per_second={Endpoint.BATCH_CREATE: s.create_rate, Endpoint.LIST: s.list_rate},
+            requests_per_second={
+                Endpoint.BATCH_CREATE: s.create_rate,
+                Endpoint.LIST: s.list_rate,
+                Endpoint.AGENT_STATUS: s.agent_status_rate,
+            },
             verify=str(s.ca_bundle) if s.ca_bundle else True,
         )
         auth = to_auth(credentials, target.project_id, target.resolved_iam_endpoint())

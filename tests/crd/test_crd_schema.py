@@ -525,6 +525,7 @@ def test_descriptions_carry_what_a_user_needs() -> None:
     assert "server-side apply" in node("spec.instances")["description"]
     assert "ces:agent:createAgentInvocations" in node("spec.cloud.credentialsSecretRef")["description"]
     assert "ces:agent:listTaskInvocations" in node("spec.cloud.credentialsSecretRef")["description"]
+    assert "ces:agent:listStatuses" in node("spec.cloud.credentialsSecretRef")["description"]
     assert "namespace" in node("spec.cloud.credentialsSecretRef")["description"]
     assert "YAML 1.1" in node("spec.strategy.retry.onStatuses")["description"], "why not `on`"
 

@@ -609,7 +609,7 @@ class SimPool(ClientPool):
             region=target.region,
             endpoint=target.endpoint,
             timeout=httpx.Timeout(30.0, connect=5.0),
-            requests_per_second={Endpoint.BATCH_CREATE: 1e6, Endpoint.LIST: 1e6},
+            requests_per_second={Endpoint.BATCH_CREATE: 1e6, Endpoint.LIST: 1e6, Endpoint.AGENT_STATUS: 1e6},
             verify=False,  # plain HTTP to 127.0.0.1; and no CA bundle to load for each new process
         )
         auth = to_auth(credentials, target.project_id, target.resolved_iam_endpoint())

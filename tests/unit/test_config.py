@@ -45,6 +45,7 @@ CASES: list[tuple[str, str, Any, str | None, str]] = [
     ("CLOUDEYE_CREDENTIALS_DIR", "/etc/cloudeye/credentials", Path("/etc/cloudeye/credentials"), None, ""),
     ("CLOUDEYE_CREATE_RATE", "2.5", 2.5, "-1", "greater than 0"),
     ("CLOUDEYE_LIST_RATE", "40", 40.0, "fast", "valid number"),
+    ("CLOUDEYE_AGENT_STATUS_RATE", "4", 4.0, "-7", "greater than 0"),
     ("CLOUDEYE_REQUEST_TIMEOUT", "12", 12.0, "-3", "greater than 0"),
     ("CLOUDEYE_POST_EVENTS", "false", False, "maybe", "valid boolean"),
     ("CLOUDEYE_PEERING_LIFETIME", "15", 15, "9", "greater than or equal to 10"),
