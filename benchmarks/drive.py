@@ -47,6 +47,8 @@ UNFINISHED = ("CREATING", "PENDING", "RUNNING", "ROLLING_BACK")
 STARTABLE = ("WAITING", "BLOCKED", "RETRY_WAIT", "FAILED", "TIMEOUT", "REFUSED")
 """States a cycle may start work from: guarantee 1 has it list such a server's history first."""
 PAGE = 100
+DRIFT_SECONDS = 300
+"""spec.drift.intervalSeconds (the default): after Ready, one drift check is measured."""
 
 
 class RemoteEmulator:
@@ -182,7 +184,9 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
 async def _drive(
     config: dict[str, Any], groups: list[list[str]], emu: RemoteEmulator, http: httpx.AsyncClient
 ) -> dict[str, Any]:
-    settings = OperatorSettings(create_rate=10_000, list_rate=10_000, post_events=False)
+    settings = OperatorSettings(
+        create_rate=10_000, list_rate=10_000, agent_status_rate=10_000, post_events=False
+    )
     calls: Counter[str] = Counter()
 
     def on_response(endpoint: Endpoint, status: int, elapsed: float) -> None:
@@ -211,6 +215,7 @@ async def _drive(
                 "endpoint": emu.url,
                 "credentialsSecretRef": {"name": "creds"},
             },
+            "drift": {"intervalSeconds": DRIFT_SECONDS if config.get("drift", True) else 0},
             # As wide as allowed: N up to 1,000 in one wave, 10,000 in ten (MAX_IN_FLIGHT).
             "strategy": {
                 "maxInFlight": min(len(ids), MAX_IN_FLIGHT),
@@ -274,6 +279,7 @@ async def _drive(
             "project_tasks": project_tasks,
             "list_calls": delta[Endpoint.LIST.value],
             "create_calls": delta[Endpoint.BATCH_CREATE.value],
+            "agent_calls": delta[Endpoint.AGENT_STATUS.value],
             "cpu_ms": cpu * 1000,
             "wall_ms": wall * 1000,
             "patches": [],
@@ -332,6 +338,23 @@ async def _drive(
             "patches": sum(c.patches for c in after),
             "calls": sum((Counter(calls) - start_calls).values()),
         }
+    # A drift check: the interval passes, each rollout looks at its agents (ceil(N/2000) calls, and
+    # nothing else on a healthy fleet) and writes only driftCheckedAt.
+    drift: dict[str, Any] = {"calls": None, "agent_calls": None, "patches": None, "patch_bytes": None}
+    if config.get("drift", True) and not any(math.isnan(t) for t in ready_at):
+        await emu.advance(http, DRIFT_SECONDS)
+        start_calls = Counter(calls)
+        n_patches = [len(c.written_patches) for c in clusters]
+        after = await asyncio.gather(*(c.cycle() for c in clusters))
+        delta = Counter(calls) - start_calls
+        drift = {
+            "calls": sum(delta.values()),
+            "agent_calls": delta[Endpoint.AGENT_STATUS.value],
+            "patches": sum(c.patches for c in after),
+            "patch_bytes": sum(
+                size for c, n in zip(clusters, n_patches, strict=True) for size, _ in c.written_patches[n:]
+            ),
+        }
     final_object = object_bytes(clusters[0].spec, clusters[0].status)
     spec_bytes = len(dumps(clusters[0].spec))
     retries = sum(1 for i in failing if clusters[0].status["instances"][i].get("attempts") == 2)
@@ -347,6 +370,7 @@ async def _drive(
         "calls": dict(calls),
         "creates_by_kind": dict(creates_by_kind),
         "quiet_after_ready": quiet,
+        "drift_check": drift,
         "object_bytes_max": max_object,
         "object_state_at_max": max_object_state,
         "object_bytes_final": final_object,

@@ -49,6 +49,10 @@ def target(step: dict[str, Any]) -> int:
     return rollouts * min(max(1, math.ceil(step["project_tasks"] / PAGE)), math.ceil(seen / rollouts))
 
 
+AGENT_PAGE = 2000
+"""Servers per agent-status call (MAX_IDS_PER_AGENT_QUERY)."""
+
+
 def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
     cfg = result["config"]
     steps = result["steps"]
@@ -95,6 +99,12 @@ def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
         "rss_base_mib": result["memory_kib"]["base"]["VmHWM"] / 1024,
         "emu_rss_mib": result["emulator"]["memory_kib"]["VmHWM"] / 1024,
         "all_ready": result["all_ready"],
+        "agent_calls": result["calls"].get("agent_status", 0),
+        "agent_calls_max": max((s.get("agent_calls", 0) for s in steps), default=0),
+        "agent_cycles": sum(1 for s in steps if s.get("agent_calls", 0)),
+        "total_calls": sum(result["calls"].values()),
+        "drift_check": result.get("drift_check") or {},
+        "drift_min": r * math.ceil(n / AGENT_PAGE),
     }
 
 
@@ -324,6 +334,39 @@ def main() -> None:
                     r["rss_base_mib"],
                     r["rss_peak_mib"],
                     r["emu_rss_mib"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print(
+        "\nAgent health (issue 14): agent-status calls during the rollout (verifying successes, the "
+        "look before a revision starts) and in one drift check after Ready (interval 300 s)"
+    )
+    print(
+        table(
+            [
+                "rollouts x N, ids, old tasks",
+                "calls in all",
+                "of which agent-status",
+                "agent/cycle max",
+                "cycles with agent calls",
+                "drift check calls",
+                "of which agent-status",
+                "ceil(N/2000)",
+                "drift check patch bytes",
+            ],
+            [
+                [
+                    r["config"],
+                    r["total_calls"],
+                    r["agent_calls"],
+                    r["agent_calls_max"],
+                    r["agent_cycles"],
+                    r["drift_check"].get("calls"),
+                    r["drift_check"].get("agent_calls"),
+                    r["drift_min"],
+                    r["drift_check"].get("patch_bytes"),
                 ]
                 for r in rows
             ],

@@ -35,6 +35,13 @@ def test_quick_benchmark_meets_the_count_targets(tmp_path: Path) -> None:
         assert row["patches_per_poll_max"] <= 1, name
         assert row["spurious_patches"] == 0, name
         assert row["latency_polls_max"] <= 1.0, name  # Ready within one poll of the last task
+        # A drift check of a healthy fleet: ceil(N/2000) agent-status calls per rollout, nothing else,
+        # and one small patch (driftCheckedAt) per rollout.
+        drift = row["drift_check"]
+        assert drift["calls"] == drift["agent_calls"] == row["drift_min"], name
+        assert drift["patches"] == int(name.split("x")[0]), name
+        # Verifying the wave's successes costs agent-status calls, at most ceil(unfinished/2000) a cycle.
+        assert 0 < row["agent_calls_max"] <= max(1, row["naive"] // 2000 + 1), name
     shared = [r for r in rows if r["config"].startswith("10x")]
     assert shared
     assert all(r["poll_list_max"] == r["minimum"] for r in shared)  # one shared listing per project
