@@ -378,8 +378,8 @@ class _Planner:
                 book.set(iid, state=done, message=message, drift=None)
                 if rec.drift is not None:
                     repaired.append(iid)
-                if not rolling and spec.version is None and health.version:
-                    resolved = health.version
+                if not rolling and spec.version is None:
+                    resolved = rec.target_version or health.version or resolved
                 continue
             seen = health.describe()
             wanted = f"running {target}" if target else "running"

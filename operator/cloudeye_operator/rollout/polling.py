@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Final
 
 from cloudeye_operator.cloudeye.models import MAX_PAGE_LIMIT, InvocationType
-from cloudeye_operator.rollout.spec import RolloutAction, RolloutSpec
+from cloudeye_operator.rollout.spec import DriftMode, RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import (
     HELD_FAILURES,
     NOT_STARTED,
@@ -126,6 +126,8 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
     starting = not spec.paused
     # As many as could start this cycle, of each kind (a blocked one starts once its claim ends).
     fresh = dict.fromkeys(NOT_STARTED, spec.max_in_flight() if starting else 0)
+    if spec.drift.mode is DriftMode.REPORT:
+        fresh[InstanceState.DRIFTED] = 0  # reported only: no repair will start, nothing to list
     for iid in spec_ids:
         rec = status.instances.get(iid)
         state = InstanceState.WAITING if rec is None or new_revision else rec.state

@@ -364,7 +364,7 @@ def requeue_after(d: Decision, f: Facts) -> float | None:
     poll = timedelta(seconds=spec.strategy.poll_interval_seconds)
     # Poll while tasks run, or while not-started work waits on something a listing or a claim
     # can change; not while only a timer (retry backoff, API error hold) is pending.
-    startable = not spec.paused and d.api_hold is None and book.count(NOT_STARTED)
+    startable = not spec.paused and d.api_hold is None and book.count(NOT_STARTED) > f.unrepaired
     if f.live or d.tasks or startable:
         moments.append(now + poll)
     if d.api_hold is not None:

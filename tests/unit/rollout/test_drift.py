@@ -13,6 +13,7 @@ from cloudeye_operator.rollout.drift import (
     repair_excluded,
 )
 from cloudeye_operator.rollout.observation import AgentHealth, newer
+from cloudeye_operator.rollout.polling import PollNeeds, observation_needs
 from cloudeye_operator.rollout.status import InstanceState, RolloutStatus
 
 from ._sim import Sim, at, cond, ids, make_spec, reasons, task
@@ -176,7 +177,9 @@ def test_report_mode_creates_nothing_and_shows_the_drift_until_it_is_back() -> N
     assert cond(sim.status, "Ready") == ("False", "DriftDetected")
     assert cond(sim.status, "Stalled")[1] == "DriftDetected"
     assert "telescope is not running" in (sim.status.instances[I[0]].message or "")
-    assert p.requeue_after is not None  # checks go on, to see it back
+    # Checks go on, to see it back; but nothing is listed or polled meanwhile (no repair will start).
+    assert p.requeue_after == 300
+    assert observation_needs(sim.spec, sim.status) == PollNeeds((), ())
     del sim.cloud.sick[I[0]]
     p = sim.cycle(at(800))
     assert "DriftCleared" in reasons(p)
