@@ -184,6 +184,7 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         client = await deps.pool.get(target, credentials, ref)
         stage = Stage.OBSERVE
         observed = await _observe(client, spec, status, target, deps, ref)
+        stage = Stage.AGENTS
         observed = await _observe_agents(client, spec, status, observed, now)
     except Exception as error:
         cause = classify(error, stage, namespace=rollout.namespace)

@@ -8,7 +8,7 @@ rate limiter does, and a success or a spec change starts it again from the first
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -21,7 +21,7 @@ from cloudeye_operator.cloudeye.errors import (
     RequestValidationError,
     TransportError,
 )
-from cloudeye_operator.cloudeye.models import BatchCreateInvocationInfo
+from cloudeye_operator.cloudeye.models import IAM_ACTION_AGENT_STATUS, BatchCreateInvocationInfo
 from cloudeye_operator.errors import CredentialsError, KubeError, SecretNotFound
 from cloudeye_operator.rollout.actions import ActionOutcome, Ambiguous, CallFailed
 from cloudeye_operator.rollout.spec import SpecError
@@ -73,6 +73,8 @@ class Stage(StrEnum):
     """Making the Cloud Eye client (the region is checked here)."""
     OBSERVE = "observe"
     """Listing tasks."""
+    AGENTS = "agents"
+    """Looking at the agents (the agent-status call)."""
     ACT = "act"
     """A create, retry or rollback call."""
 
@@ -152,6 +154,16 @@ def call_reason(http_status: int | None) -> Reason:
     return Reason.CLOUD_EYE_UNAVAILABLE
 
 
+_DOING: Final[Mapping[Stage, tuple[str, str]]] = {
+    Stage.OBSERVE: ("listing tasks: ", "cannot list Cloud Eye tasks: "),
+    Stage.AGENTS: (
+        f"looking at the agents ({IAM_ACTION_AGENT_STATUS}): ",
+        "cannot look at the agents (agent-status call): ",
+    ),
+}
+"""What a call of a stage was doing, in a cause's message: (when refused, when it failed)."""
+
+
 def classify(error: BaseException, stage: Stage, *, namespace: str = "") -> Cause | None:
     """The cause of an error the shell caught at `stage`; None for an error this table does not know
     (a bug: the shell lets it propagate, and kopf retries the handler)."""
@@ -178,15 +190,13 @@ def classify(error: BaseException, stage: Stage, *, namespace: str = "") -> Caus
             return Cause(reason, f"spec.cloud.{error}")
         case ApiError():
             reason = call_reason(error.status)
-            prefix = ""
-            if stage is Stage.OBSERVE:
-                prefix = "listing tasks: " if CAUSES[reason].stalled else "cannot list Cloud Eye tasks: "
+            refused, failed = _DOING.get(stage, ("", ""))
+            prefix = refused if CAUSES[reason].stalled else failed
             return Cause(reason, f"{prefix}{error}")
         case AuthenticationError():
             return Cause(Reason.AUTHENTICATION_FAILED, str(error))
         case CloudEyeError():
-            prefix = "cannot list Cloud Eye tasks: " if stage is Stage.OBSERVE else ""
-            return Cause(Reason.CLOUD_EYE_UNAVAILABLE, f"{prefix}{error}")
+            return Cause(Reason.CLOUD_EYE_UNAVAILABLE, f"{_DOING.get(stage, ('', ''))[1]}{error}")
     return None
 
 

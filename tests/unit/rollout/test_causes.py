@@ -84,6 +84,18 @@ def test_the_same_cause_waits_the_same_wherever_it_is_caught() -> None:
     assert listing.reason is creating.reason is call_reason(401)
 
 
+def test_a_refused_agent_status_call_names_the_permission_it_needs() -> None:
+    """Without ces:agent:listStatuses the rollout stalls PermissionDenied, and says which action."""
+    cause = classify(ApiError(403, "APIGW.0302", "denied"), Stage.AGENTS)
+    assert cause is not None
+    assert cause.reason is Reason.PERMISSION_DENIED
+    assert cause.stalled
+    assert "ces:agent:listStatuses" in cause.message
+    down = classify(TransportError("connection refused"), Stage.AGENTS)
+    assert down is not None
+    assert down.message.startswith("cannot look at the agents")
+
+
 def test_secret_forbidden_says_what_to_grant_and_where() -> None:
     cause = classify(
         KubeError("reading Secret team-a/cloud", 403, "Forbidden"), Stage.CREDENTIALS, namespace="team-a"
