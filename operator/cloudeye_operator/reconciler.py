@@ -46,7 +46,7 @@ from cloudeye_operator.rollout import (
     status_patch,
 )
 from cloudeye_operator.rollout.diff import status_patch_between
-from cloudeye_operator.rollout.drift import agents_to_query
+from cloudeye_operator.rollout.drift import agents_to_query, already_current, precheck_ids
 from cloudeye_operator.rollout.observation import NOT_REPORTED, AgentHealth
 from cloudeye_operator.rollout.polling import TaskCounts, listing_worth_it
 from cloudeye_operator.sessions import ClientPool, CloudTarget
@@ -182,10 +182,12 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         credentials = await _credentials(spec, rollout.namespace, deps)
         stage = Stage.CLIENT
         client = await deps.pool.get(target, credentials, ref)
-        stage = Stage.OBSERVE
-        observed = await _observe(client, spec, status, target, deps, ref)
         stage = Stage.AGENTS
-        observed = await _observe_agents(client, spec, status, observed, now)
+        looked = await _look_at_agents(client, precheck_ids(spec, status))
+        stage = Stage.OBSERVE
+        observed = await _observe(client, spec, status, target, deps, ref, already_current(spec, looked))
+        stage = Stage.AGENTS
+        observed = await _observe_agents(client, spec, status, observed, now, looked)
     except Exception as error:
         cause = classify(error, stage, namespace=rollout.namespace)
         if cause is None:
@@ -293,9 +295,10 @@ async def _observe(
     target: CloudTarget,
     deps: Deps,
     consumer: str,
+    current: frozenset[str],
 ) -> Observation:
     memory = deps.memory
-    needs = observation_needs(spec, status)
+    needs = observation_needs(spec, status, current)
     key = target.project_key
     per_item = len(needs.invocation_ids) + len(needs.instance_ids)
     poll = choose_poll(
@@ -328,19 +331,27 @@ async def _observe(
 
 
 async def _observe_agents(
-    client: CloudEyeClient, spec: RolloutSpec, status: RolloutStatus, observed: Observation, now: datetime
+    client: CloudEyeClient,
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    observed: Observation,
+    now: datetime,
+    looked: Mapping[str, AgentHealth],
 ) -> Observation:
-    """The agents of the servers the plan looks at this cycle (drift.agents_to_query): ceil(N/2000)
-    agent-status calls, none when nothing needs one."""
-    ids = agents_to_query(spec, status, observed.tasks.values(), now)
+    """The agents of the servers the plan looks at this cycle: those looked at before the listing
+    (`looked`), and those the listing calls for (drift.agents_to_query)."""
+    ids = [iid for iid in agents_to_query(spec, status, observed.tasks.values(), now) if iid not in looked]
+    agents = {**looked, **await _look_at_agents(client, ids)}
+    return dataclasses.replace(observed, agents=agents) if agents else observed
+
+
+async def _look_at_agents(client: CloudEyeClient, ids: list[str]) -> dict[str, AgentHealth]:
+    """ceil(len(ids)/2000) agent-status calls (none for no ids); a server not answered for is
+    NOT_REPORTED."""
     if not ids:
-        return observed
+        return {}
     reported = {info.instance_id: info for info in await client.list_agent_status(ids)}
-    agents: dict[str, AgentHealth] = {}
-    for iid in ids:
-        info = reported.get(iid)
-        agents[iid] = NOT_REPORTED if info is None else agent_health(info)
-    return dataclasses.replace(observed, agents=agents)
+    return {iid: NOT_REPORTED if (info := reported.get(iid)) is None else agent_health(info) for iid in ids}
 
 
 def agent_health(info: AgentStatusInfo) -> AgentHealth:

@@ -43,6 +43,7 @@ from cloudeye_operator.rollout.causes import call_reason, retry_after
 from cloudeye_operator.rollout.conditions import utc_seconds
 from cloudeye_operator.rollout.drift import (
     CHECKED,
+    already_current,
     declared_version,
     drift_check_due,
     finding,
@@ -575,7 +576,7 @@ class _Planner:
             health = obs.agent(iid)
             if rec.action is InvocationType.ROLLBACK or rec.attempts or health is None:
                 continue
-            if health.runs(version):
+            if iid in already_current(spec, {iid: health}):
                 message = f"already running {version}: no task needed"
                 book.set_shared(
                     iid,

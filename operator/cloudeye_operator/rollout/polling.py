@@ -7,6 +7,7 @@ settle, the history action ROLLBACK reads) costs one GET filtered by instance_id
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -106,7 +107,7 @@ def choose_poll(
     return PollPlan(PollMode.PER_ITEM, per_item)
 
 
-def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
+def observation_needs(spec: RolloutSpec, status: RolloutStatus, current: Collection[str] = ()) -> PollNeeds:
     """What to list before calling `plan(spec, ..., status, ...)`.
 
     - every tracked unfinished task (PENDING/RUNNING/ROLLING_BACK), by id;
@@ -117,7 +118,9 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
       the rollbacks not started, and the first maxInFlight servers not started in spec order (all of
       them, when a new revision is about to reset every server);
     - with action ROLLBACK, every instance not started yet (its history decides what to undo).
-    A paused rollout starts nothing, so it lists only what it tracks.
+    A paused rollout starts nothing, so it lists only what it tracks. Servers in `current` (not
+    started, their agents already run spec.version: drift.already_current) need no task, so no
+    listing either, and take no place in the first maxInFlight.
     """
     spec_ids = spec.instance_ids
     tasks: list[str] = []
@@ -133,6 +136,8 @@ def observation_needs(spec: RolloutSpec, status: RolloutStatus) -> PollNeeds:
         state = InstanceState.WAITING if rec is None or new_revision else rec.state
         if rec is not None and rec.state in TASK_STATES and rec.invocation_id is not None:
             tasks.append(rec.invocation_id)
+        elif state in NOT_STARTED and iid in current:
+            continue  # (if the plan does not take it as current after all, the next cycle lists it)
         elif state in NOT_STARTED:
             if rec is not None and not new_revision and rec.action is InvocationType.ROLLBACK:
                 if starting or rec.rollback_of is None:

@@ -8,8 +8,10 @@ from typing import Any
 from cloudeye_operator.rollout import Observation, Verb, plan
 from cloudeye_operator.rollout.drift import (
     agents_to_query,
+    already_current,
     drift_check_due,
     followed_for_drift,
+    precheck_ids,
     repair_excluded,
 )
 from cloudeye_operator.rollout.observation import AgentHealth, newer
@@ -228,20 +230,26 @@ def test_a_rollout_still_working_is_not_drift_checked() -> None:
 def test_servers_already_running_the_exact_version_need_no_task() -> None:
     spec = make_spec(I[:3], version="2.7.2")
     status = RolloutStatus()
-    assert agents_to_query(spec, status, [], at(0)) == I[:3]  # once, before the revision starts
+    assert precheck_ids(spec, status) == I[:3]  # once, before the revision starts
     agents = {I[0]: AgentHealth("running", "running", "2.7.2"), I[1]: OLDER, I[2]: STOPPED}
+    # The one already there needs no listing either (it will get no task): only the others are listed.
+    current = already_current(spec, agents)
+    assert current == {I[0]}
+    assert observation_needs(spec, status, current).instance_ids == (I[1], I[2])
     p = plan(spec, 1, status, Observation.of([], agents=agents), at(0))
     assert p.status.instances[I[0]].state is InstanceState.SUCCEEDED
     assert "already running 2.7.2" in (p.status.instances[I[0]].message or "")
     assert [a.instance_ids for a in p.tasks] == [(I[1], I[2])]
     assert "AlreadyCurrent" in [e.reason for e in p.events]
     # Started: the next cycles do not look at the agents of the servers not started again.
+    assert precheck_ids(spec, p.status) == []
     assert agents_to_query(spec, p.status, [], at(15)) == []
 
 
 def test_no_look_before_a_version_type_target() -> None:
     """A versionType's version is only known once a task reports it: every server gets its task."""
     spec = make_spec(I[:2], versionType="ADVANCE_VERSION")
+    assert precheck_ids(spec, RolloutStatus()) == []
     assert agents_to_query(spec, RolloutStatus(), [], at(0)) == []
 
 
