@@ -1,4 +1,5 @@
-"""Scenario files (YAML and JSON), the packaged demo, refusals of bad files, seeded determinism."""
+"""Scenario files (YAML and JSON), the packaged demo (and its drifting server), refusals of bad files,
+seeded determinism."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from cloudeye_operator.cloudeye.models import InstanceType
@@ -19,9 +21,13 @@ from cloudeye_operator.emulator import (
     parse_scenario,
     running_emulator,
 )
+from cloudeye_operator.emulator.agents import AgentAction
 from cloudeye_operator.emulator.clock import Clock
 from cloudeye_operator.emulator.defaults import DEFAULT_TOKEN
-from tests.support.emulator_api import BATCH_CREATE, LIST, http_client
+from tests.support.emulator_api import BATCH_CREATE, LIST, PROJECT, http_client
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT_STATUS = f"/v3/{PROJECT}/agent-status/batch-query"
 
 YAML_SCENARIO = """
 seed: 5
@@ -94,6 +100,53 @@ def test_demo_scenario_is_packaged() -> None:
     assert any(s.version is None and s.eligible for s in servers)
     assert {s.type for s in servers} == {InstanceType.ECS, InstanceType.BMS}
     assert any(outcomes[-1] == "SUCCEEDED" and "FAILED" in outcomes for outcomes in demo.outcomes.values())
+
+
+DEMO_DRIFT = ("update-db", "srv-0016")
+"""The demo's drifting server and its rollout (scripts/demo waits for its drift to be repaired)."""
+
+
+def test_the_demos_drifting_server_is_updated_by_a_rollout_with_short_drift_checks() -> None:
+    rollout, server = DEMO_DRIFT
+    [event] = load_demo_scenario().agents.events
+    assert (event.server, event.do, event.after_success, event.at) == (server, AgentAction.SILENT, 1, None)
+    # A few seconds: the operator sees the update running (verified) before the agent goes silent.
+    assert 4 <= event.delay <= 15
+    assert server not in load_demo_scenario().outcomes  # its update and its repair both succeed
+    manifest = yaml.safe_load((REPO / "deploy" / "demo" / f"{rollout}.yaml").read_text())
+    spec = manifest["spec"]
+    assert spec["action"] == "UPDATE"
+    assert {"id": server} in spec["instances"]
+    assert 0 < spec["drift"]["intervalSeconds"] <= 10
+    assert spec["drift"].get("mode", "Repair") == "Repair"
+
+
+async def test_the_demos_drift_comes_after_the_first_update_only() -> None:
+    _, server = DEMO_DRIFT
+    delay = load_demo_scenario().agents.events[0].delay
+    config = EmulatorConfig(scenario=load_demo_scenario(), time_scale=0)
+    async with running_emulator(config) as emu, http_client(emu.url, token=DEFAULT_TOKEN) as http:
+
+        async def agent() -> tuple[str, str, str | None]:
+            response = await http.post(AGENT_STATUS, json={"instance_ids": [server]})
+            [item] = response.json()["agent_status"]
+            [telescope] = item["extensions"]
+            return item["uniagent_status"], telescope["status"], telescope.get("version")
+
+        async def update() -> None:
+            body = {"invocation_type": "UPDATE", "instance_ids": [server], "version_type": "ADVANCE_VERSION"}
+            response = await http.post(BATCH_CREATE, json=body)
+            assert response.status_code == 201, response.text
+            emu.advance(7)  # pending 2 s, running 5 s: SUCCEEDED
+
+        await update()
+        assert await agent() == ("running", "running", "2.7.2")  # the update is seen: verified
+        emu.advance(delay)
+        assert await agent() == ("silent", "stopped", "2.7.2")  # then drift
+        await update()  # the operator's repair
+        assert await agent() == ("running", "running", "2.7.2")
+        emu.advance(delay + 300)
+        assert await agent() == ("running", "running", "2.7.2")  # the repair's success is not the first
 
 
 @pytest.mark.parametrize(
