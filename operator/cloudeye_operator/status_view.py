@@ -150,7 +150,7 @@ def render_servers(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
                 name,
                 iid,
                 Text(state, style=STATE_STYLES.get(state, "")),
-                str(record.get("attempts", 0)),
+                str(record.get("attempts", "-")),  # a compact entry leaves 0 and 1 out
                 agent_of(record, declared),
             )
     return table

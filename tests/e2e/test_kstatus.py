@@ -45,6 +45,7 @@ from cloudeye_operator.rollout import (
     stalled,
 )
 from cloudeye_operator.rollout.causes import STALL_REASONS, Reason
+from cloudeye_operator.rollout.observation import AgentHealth
 from cloudeye_operator.rollout.outcome import observe_failed
 from cloudeye_operator.rollout.planner import plan
 from cloudeye_operator.rollout.status import RolloutStatus
@@ -134,6 +135,34 @@ def rolled_back() -> Written:
     s.cloud.finish(IDS, "SUCCEEDED")
     s.cycle(at(5))
     return Written([spec], s.status.to_dict())
+
+
+def agents_off(s: Sim) -> None:
+    s.cloud.sick["srv-0001"] = AgentHealth("running", "stopped", "2.7.2")
+
+
+def verifying() -> Written:
+    """srv-0001's task SUCCEEDED, its telescope is not seen running yet."""
+    return planned(spec_body(), agents_off, finish(dict.fromkeys(IDS, "SUCCEEDED")))
+
+
+def drifted(mode: str) -> Sim:
+    """Ready, then a drift check finds srv-0001's telescope stopped."""
+    spec = spec_body(drift={"intervalSeconds": 10, "mode": mode})
+    s = simulated(spec, finish(dict.fromkeys(IDS, "SUCCEEDED")))
+    agents_off(s)
+    s.cycle(at(100))
+    return s
+
+
+def repairing_drift() -> Written:
+    s = drifted("Repair")
+    return Written([spec_body(drift={"intervalSeconds": 10, "mode": "Repair"})], s.status.to_dict())
+
+
+def drift_detected() -> Written:
+    s = drifted("Report")
+    return Written([spec_body(drift={"intervalSeconds": 10, "mode": "Report"})], s.status.to_dict())
 
 
 def paused() -> Written:
@@ -248,6 +277,7 @@ STALL_CASES = [
         ("Stalled", "True", Reason.COMPLETED_WITH_FAILURES),
         FAILED,
     ),
+    Case("stalled-DriftDetected", drift_detected, ("Stalled", "True", Reason.DRIFT_DETECTED), FAILED),
     Case(
         "stalled-ProgressDeadlineExceeded",
         progress_deadline_exceeded,
@@ -277,6 +307,8 @@ CASES = [
     Case("rolling-back-on-failure", rolling_back, ("Reconciling", "True", "RollingBack"), IN_PROGRESS),
     Case("cloud-unavailable", cloud_unavailable, ("Reconciling", "True", "CloudEyeUnavailable"), IN_PROGRESS),
     Case("paused", paused, ("Reconciling", "True", "Paused"), IN_PROGRESS),
+    Case("verifying", verifying, ("Reconciling", "True", "Progressing"), IN_PROGRESS),
+    Case("repairing-drift", repairing_drift, ("Reconciling", "True", "RepairingDrift"), IN_PROGRESS),
     Case("ready", ready, ("Ready", "True", "Succeeded"), CURRENT),
     Case("ready-rolled-back", rolled_back, ("Ready", "True", "RolledBack"), CURRENT),
     *STALL_CASES,

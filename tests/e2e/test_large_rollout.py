@@ -36,9 +36,10 @@ IDS = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"ecs-{k}")) for k in range(N)]
 class UuidCloud(Cloud):
     """Task ids as Cloud Eye makes them (UUIDs), so the bytes are the real ones."""
 
-    def _new(self, instance: str, kind: InvocationType, now: datetime) -> InvocationInfo:
+    def _new(self, instance: str, kind: InvocationType, now: datetime, version: str | None) -> InvocationInfo:
         self.counter += 1
-        made = task(str(uuid.uuid5(uuid.NAMESPACE_OID, str(self.counter))), instance, kind, "PENDING", now)
+        tid = str(uuid.uuid5(uuid.NAMESPACE_OID, str(self.counter)))
+        made = task(tid, instance, kind, "PENDING", now, target_version=version)
         self.tasks[made.invocation_id] = made
         return made
 

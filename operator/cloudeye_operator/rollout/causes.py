@@ -116,6 +116,7 @@ STALL_REASONS: Final = frozenset(
         Reason.FAILURE_BUDGET_EXCEEDED,
         Reason.PROGRESS_DEADLINE_EXCEEDED,
         Reason.COMPLETED_WITH_FAILURES,
+        Reason.DRIFT_DETECTED,
         *(reason for reason, traits in CAUSES.items() if traits.stalled),
     }
 )
