@@ -36,8 +36,11 @@ def failing_ids(groups: list[list[str]], failing: int) -> list[str]:
     return groups[0][:failing]
 
 
-def scenario(groups: list[list[str]], failing: int, history: int) -> dict[str, Any]:
-    fleet: list[dict[str, Any]] = [{"id": i, "version": "2.6.1"} for group in groups for i in group]
+def scenario(groups: list[list[str]], failing: int, history: int, at_version: bool = False) -> dict[str, Any]:
+    """The fleet at 2.6.1 (the rollouts go to 2.7.2), or already at 2.7.2 with `at_version` (a rollout
+    applied again to a converged fleet); `history` old tasks on other servers."""
+    version = "2.7.2" if at_version else "2.6.1"
+    fleet: list[dict[str, Any]] = [{"id": i, "version": version} for group in groups for i in group]
     if history:
         fleet.append({"generate": {"count": HISTORY_FLEET, "prefix": "old-", "version": "2.6.1"}})
     return {

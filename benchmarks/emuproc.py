@@ -40,7 +40,9 @@ def main(argv: list[str]) -> None:
     config: dict[str, Any] = json.loads(argv[1])
     groups = rollout_ids(config["rollouts"], config["servers"], config["ids"])
     history = int(config.get("history", 0))
-    scen = Scenario.model_validate(scenario(groups, int(config.get("failing", 0)), history))
+    scen = Scenario.model_validate(
+        scenario(groups, int(config.get("failing", 0)), history, bool(config.get("at_version")))
+    )
     group_of = {iid: index for index, group in enumerate(groups) for iid in group}
     with threaded_emulator(EmulatorConfig(scenario=scen, time_scale=0.0)) as emu:
         started = time.perf_counter()

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/side_by_side.py --before /tmp/main-tree [--configs 1:1000:0 1:10000:0]
 
-Each configuration (rollouts:servers:old tasks) runs `benchmarks.drive` once with this tree and once
+Each configuration (rollouts:servers:old tasks[:current], "current": the fleet already runs the target
+version, as when a rollout is applied again) runs `benchmarks.drive` once with this tree and once
 with the other (a checkout of an older commit, with its own `.venv`), one after the other. Only counts
 are compared (calls by endpoint, in all and in the busiest cycle; cycles; patches): they are the same
 on any machine. Prints one table.
@@ -22,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ("1:1000:0", "1:10000:0", "1:1000:100000")
 
 
-def drive(tree: Path, rollouts: int, servers: int, history: int) -> dict[str, Any]:
+def drive(tree: Path, rollouts: int, servers: int, history: int, current: bool) -> dict[str, Any]:
     config = {
+        "at_version": current,  # (a tree from before it ignores it: its calls never depended on it)
         "rollouts": rollouts,
         "servers": servers,
         "ids": "short",
@@ -75,10 +77,14 @@ def main() -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for spec in args.configs:
-        rollouts, servers, history = (int(part) for part in spec.split(":"))
-        name = f"{rollouts}x{servers:,}, {history:,} old tasks"
+        parts = spec.split(":")
+        rollouts, servers, history = (int(part) for part in parts[:3])
+        current = parts[3:] == ["current"]
+        name = f"{rollouts}x{servers:,}, {history:,} old tasks" + (
+            ", fleet already at target" if current else ""
+        )
         for label, tree in (("before", args.before), ("after", ROOT)):
-            row = counts(drive(tree, rollouts, servers, history))
+            row = counts(drive(tree, rollouts, servers, history, current))
             print(f"| {name} | {label} | " + " | ".join(str(v) for v in row.values()) + " |", flush=True)
 
 
