@@ -182,4 +182,8 @@ class Book:
         if rec.failure is not None:
             # A retry was being made: it is due again at once.
             return self.set(iid, state=InstanceState.RETRY_WAIT, retry_at=rec.retry_at or self.now)
+        if rec.drift is not None:
+            # A repair: DRIFTED again, so the next start is a repair decision again (drift.mode, the
+            # repair-exclude annotation and other rollouts' claims may have changed meanwhile).
+            return self.set(iid, state=InstanceState.DRIFTED, message=f"drift: {rec.drift}")
         return self.set(iid, state=InstanceState.WAITING, message=None)

@@ -7,7 +7,7 @@ The per-instance state machine (one closed enum, `InstanceState`), as transition
     WAITING      -> SKIPPED        action ROLLBACK and no UPDATE in effect to undo
     CREATING     -> PENDING/RUNNING/ROLLING_BACK   the task is known (answer, or adopted by listing)
     CREATING     -> REFUSED        batch-create answered `ret_status: error` for it
-    CREATING     -> WAITING / RETRY_WAIT           intent released: nothing was created, it goes again
+    CREATING     -> WAITING / RETRY_WAIT / DRIFTED intent released: nothing was created, it goes again
     PENDING      -> RUNNING -> VERIFYING           the task SUCCEEDED (a rollback: ROLLING_BACK -> VERIFYING)
     VERIFYING    -> SUCCEEDED / ROLLED_BACK        telescope seen running the version the task set
     VERIFYING    -> UNVERIFIED                     not seen within strategy.verifyTimeoutSeconds
