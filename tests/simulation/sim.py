@@ -2,42 +2,71 @@
 testing, with Jepsen-style checkers that judge the run against the cloud's ground truth.
 
 From one seed (``random.Random(seed)``, nothing else random) the generator builds a small fleet with
-scripted task outcomes, one or two AgentRollout specs, sometimes a "weather" of batch-create faults
-for the whole run, and a schedule of steps: reconcile cycles (one, or a drive to the end), cycles that
-crash at a chosen instant (instead of or right after the n-th status write, or in the n-th
-batch-create with the answer lost after or before the cloud applied it; armed for a few cycles until
-the point is reached), 409 conflicts on a status write, scripted cloud answers for the next calls
-(5xx, 429, 503, drops, drops after apply, malformed or hostile bodies; on batch-create or list), list
-outages, time jumps (past the 30 s intent release too), and spec edits (version, servers, maxInFlight,
-pause, UPDATE <-> ROLLBACK), and a second rollout on shared servers. The driver runs the *real*
-reconciler (`reconciler.reconcile`: real planner, real httpx client) against the *real* emulator over
-HTTP on 127.0.0.1, on the emulator's frozen clock (origin fixed, so task times and ids repeat); a
-crash drops the process' memory (a fresh `Deps` and client pool) and the next cycle starts from the
-last persisted status. The status lives in memory as merge patches (tests/support/harness.py).
+scripted task outcomes (gentle in a "calm" schedule, so that its rollouts converge and drift checks
+happen), agents (telescope showing a task's version some seconds after it succeeded; scripted agent
+events at a moment or after a server's n-th success, some right at it: an agent that never comes up
+after its task), one or two AgentRollout specs (sometimes small verifyTimeoutSeconds or 0, drift
+checks every few seconds, off, or in Report mode; sometimes a repair-exclude annotation), sometimes a
+"weather" of batch-create faults for the whole run, and a schedule of steps: reconcile cycles (one,
+or a drive to the end), cycles that crash at a chosen instant (instead of or right after the n-th
+status write, or in the n-th batch-create with the answer lost after or before the cloud applied it;
+armed for a few cycles until the point is reached), 409 conflicts on a status write, scripted cloud
+answers for the next calls (5xx, 429, 503, drops, drops after apply, malformed or hostile bodies; on
+batch-create, list or agent-status), list outages, time jumps (past the 30 s intent release too),
+spec edits (version, servers, maxInFlight, pause, UPDATE <-> ROLLBACK, drift settings), a second
+rollout on shared servers, agent events applied at run time (stop, silent, lose_heartbeat,
+uninstall, downgrade, fault, start, a reinstall or upgrade by hand), repair-exclude edits, and drift
+motifs: converge, let agents drift, advance past the interval, then crash in (or lose the answer of)
+the repair's batch-create. The driver runs the *real* reconciler (`reconciler.reconcile`: real
+planner, real httpx client) against the *real* emulator over HTTP on 127.0.0.1, on the emulator's
+frozen clock (origin fixed, so task times and ids repeat); a crash drops the process' memory (a fresh
+`Deps` and client pool) and the next cycle starts from the last persisted status. The status lives in
+memory as merge patches (tests/support/harness.py). A settled rollout still runs its daemon while it
+makes drift checks (handlers.needs_driving).
 
 After every step the checkers compare the operator's status with what the emulator really did (its
 task records with their lineage, every batch-create item that reached it with the revision of the
-rollout that sent it, and each server's agent version):
+rollout that sent it, each server's agent version and health, and every agent-status answer a
+rollout's cycle got and acted on: a `Look`, which counts once the cycle persisted its plan):
 
   I1 no duplicate work      no two RETRY of one task, no two ROLLBACK of one task, no second
-                            INSTALL/UPDATE (or ROLLBACK) task for a server in one revision of one
-                            rollout without a refused request in between; at most 1 + retry.limit
-                            tasks per server, revision and kind of work
+                            ROLLBACK for a server in one revision without a refusal in between.
+                            Work (INSTALL/UPDATE/RETRY) per server and revision is cut into episodes:
+                            the first, and a drift repair each time the server was SUCCEEDED before
+                            the next request. Per episode at most 1 + retry.limit tasks, and a second
+                            INSTALL/UPDATE only after a refusal or an UNVERIFIED success (a look at
+                            least verifyTimeoutSeconds after it saw the agent not up). A repair only
+                            after a look since the SUCCEEDED saw the agent off the declared state
+                            (a newer version is not drift), never in drift.mode Report, never for an
+                            excluded server, INSTALL when the agent was seen gone, UPDATE when there
+                            (guarantee 1 for repairs: crashes and lost answers hit their creates too)
   I2 honest accounting      every spec server exactly once in status.instances, nothing else; the
                             summary adds up and matches the per-state counts; the status the cycle
                             returns is the one the merge patches built
   I3 honest Ready           Ready=True only when every server really runs the declared version (or,
                             for ROLLBACK, the UPDATE in effect was undone), no task of the rollout is
-                            unfinished, observedGeneration follows the spec; a SUCCEEDED server
-                            really runs the version; a GAVE_UP server really failed 1 + limit times
+                            unfinished, observedGeneration follows the spec. A SUCCEEDED server was
+                            seen up (uniagent and telescope running) at the declared version or newer
+                            by every look since it became so, and looked at at all unless
+                            verifyTimeoutSeconds is 0; one whose agent only tasks moved runs the
+                            version. A DRIFTED server was seen off by every look since a check found
+                            it so, and its finding says what the last saw; UNVERIFIED only after the
+                            timeout and with the agent really not up; a GAVE_UP server really failed
+                            1 + limit times in its episode (the last may be an UNVERIFIED success)
   I4 honest Stalled         only with a known reason that this scenario can cause; a failure budget
                             really spent; a progress deadline only after a real quiet stretch, and
-                            terminal until the spec changes (no new task, the stall does not clear)
+                            terminal until the spec changes (no new task, the stall does not clear);
+                            DriftDetected only with DRIFTED servers no repair will take (Report mode,
+                            excluded)
   I5 quiescence             a settled rollout holds no intent; Reconciling is not False while
                             rollbackOnFailure rollbacks are still to do
   L  liveness               at the end (faults cleared, paused rollouts resumed, time running
                             forward) every rollout settles within a bound: Ready, or a terminal
-                            Stalled/Failed that the ground truth explains
+                            Stalled/Failed that the ground truth explains. A settled rollout that
+                            still makes drift checks is at rest (its requeue notwithstanding) only
+                            when every SUCCEEDED server's agent is really fine and every DRIFTED one
+                            really off and left alone (Report mode, excluded). Then those agents are
+                            put back by hand, and each such rollout must see them back.
 
 A violation raises `SimulationFailure` (an AssertionError) naming the seed, the step, the invariant,
 the whole schedule one step a line, the trace, the statuses and the emulator's tasks, and the command
@@ -71,6 +100,7 @@ from pydantic.alias_generators import to_camel
 
 from cloudeye_operator.cloudeye.client import ClientSettings, CloudEyeClient, Endpoint
 from cloudeye_operator.cloudeye.models import (
+    AgentStatusInfo,
     BatchCreateInvocationInfo,
     BatchCreateRequest,
     InvocationType,
@@ -79,15 +109,18 @@ from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, to_auth
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from cloudeye_operator.emulator.clock import Clock
+from cloudeye_operator.emulator.scenario import AgentCommand
 from cloudeye_operator.emulator.state import EmulatorState
 from cloudeye_operator.kube import KubeError
 from cloudeye_operator.reconciler import Deps, Rollout, StatusWriter, reconcile
 from cloudeye_operator.rollout.causes import STALL_REASONS, Reason
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
+from cloudeye_operator.rollout.drift import followed_for_drift
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
     SUMMARY_FIELDS,
     TERMINAL,
+    Failure,
     InstanceState,
     RolloutStatus,
     settled,
@@ -115,18 +148,45 @@ ARMED_CYCLES: Final = 6
 CONFLICT_RETRY_SECONDS: Final = 5.0
 """What the daemon waits after a status write failed with a KubeError (handlers.drive)."""
 REPLAY: Final = "scripts/simulate --seed {seed} -v"
+FIGURES: Final = (
+    "agent_events",
+    "drift_found",
+    "repairs",
+    "unverified",
+    "repair_crashes",
+    "repair_answers_lost",
+)
+"""What a run counts of the agent corners it reached (SimResult.figures)."""
 
 # Stall reasons: the product's closed set (rollout/causes.py).
 KNOWN_STALL_REASONS: Final = frozenset(str(reason) for reason in STALL_REASONS)
-SIM_STALL_REASONS: Final = frozenset(
+TERMINAL_STALLS: Final = frozenset(
     {Reason.FAILURE_BUDGET_EXCEEDED, Reason.COMPLETED_WITH_FAILURES, Reason.PROGRESS_DEADLINE_EXCEEDED}
 )
-"""The only causes of a stall that these scenarios contain (valid specs, valid credentials, no 4xx)."""
-TERMINAL_STALLS: Final = SIM_STALL_REASONS
+SIM_STALL_REASONS: Final = TERMINAL_STALLS | {Reason.DRIFT_DETECTED}
+"""The only causes of a stall that these scenarios contain (valid specs, valid credentials, no 4xx;
+DriftDetected with drift.mode Report or a repair-exclude annotation)."""
 
 UNFINISHED: Final = frozenset({"PENDING", "RUNNING"})
 FAILED_TASK: Final = frozenset({"FAILED", "TIMEOUT", "CANCELED"})
-LIVE_STATES: Final = frozenset({"CREATING", "PENDING", "RUNNING", "ROLLING_BACK"})
+LIVE_STATES: Final = frozenset({"CREATING", "PENDING", "RUNNING", "ROLLING_BACK", "VERIFYING"})
+DEFAULT_VERIFY_SECONDS: Final = 300
+DEFAULT_DRIFT_SECONDS: Final = 300
+AGENT_TROUBLE: Final = ("stop", "silent", "lose_heartbeat", "uninstall", "downgrade", "fault")
+"""Agent events that take a server off its declared state (emulator.agents)."""
+OLDER_VERSIONS: Final = (BASE_VERSION, "2.5.0")
+"""What a `downgrade` leaves running: BASE_VERSION or older (older than every target)."""
+NEWER_VERSION: Final = "2.9.0"
+"""Newer than every target: an agent upgraded by hand to it is not drift."""
+AGENT_MEANING: Final = {
+    "stop": "telescope stopped",
+    "fault": "telescope fault",
+    "silent": "uniagent silent, telescope stopped",
+    "lose_heartbeat": "uniagent and telescope unknown",
+    "uninstall": "telescope uninstalled",
+    "downgrade": "running at {version}",
+    "start": "uniagent and telescope running again",
+}
 
 
 # --- the schedule ----------------------------------------------------------------------------------
@@ -135,7 +195,7 @@ LIVE_STATES: Final = frozenset({"CREATING", "PENDING", "RUNNING", "ROLLING_BACK"
 @dataclass(frozen=True)
 class Step:
     """One step of a schedule. `kind`: cycle | drive | crash | conflict | fault | outage | advance | edit |
-    start."""
+    start | agent | exclude."""
 
     kind: str
     rollout: str = FIRST
@@ -152,8 +212,15 @@ class Step:
     seconds: float | None = None
     """advance: seconds, or None for the rollout's last requeue delay."""
     patch: str = ""
-    """edit: a JSON merge patch of the spec; start: the new rollout's spec."""
+    """edit: a JSON merge patch of the spec; start: the new rollout's spec; exclude: a JSON list of the
+    server ids of the rollout's repair-exclude annotation (empty: the annotation removed)."""
     note: str = ""
+    server: str = ""
+    """agent: the server whose agent the event acts on."""
+    do: str = ""
+    """agent: stop | start | silent | lose_heartbeat | uninstall | downgrade | fault (emulator.agents)."""
+    version: str | None = None
+    """agent: the version a `downgrade` leaves running (a newer one: an upgrade by hand)."""
 
     def describe(self) -> str:
         who = self.rollout
@@ -186,7 +253,20 @@ class Step:
                 return f"edit {who}: {self.patch}" + (f"  ({self.note})" if self.note else "")
             case "start":
                 return f"create rollout {who}: {self.patch}"
+            case "agent":
+                return f"agent event on {self.server}: {self.do} ({agent_meaning(self.do, self.version)})"
+            case "exclude":
+                ids = json.loads(self.patch)
+                return (
+                    f"annotate {who}: repair-exclude={','.join(ids)}"
+                    if ids
+                    else f"annotate {who}: repair-exclude removed"
+                )
         return self.kind
+
+
+def agent_meaning(do: str, version: str | None) -> str:
+    return AGENT_MEANING[do].format(version=version)
 
 
 @dataclass(frozen=True)
@@ -213,6 +293,21 @@ class Schedule:
             out.append(
                 f"  server {server['id']} version {server['version']}{flags}"
                 + (f" outcomes {script}" if script else "")
+            )
+        agents = self.scenario.get("agents") or {}
+        if agents.get("start_seconds"):
+            out.append(
+                f"  agents: telescope shows a task's version {agents['start_seconds']:g}s after it SUCCEEDED"
+            )
+        for event in agents.get("events") or []:
+            when = (
+                f"at t={event['at']:g}"
+                if "at" in event
+                else f"{event.get('delay', 0):g}s after its success #{event['after_success']}"
+            )
+            out.append(
+                f"  agent event on {event['server']} {when}: {event['do']} "
+                f"({agent_meaning(event['do'], event.get('version'))})"
             )
         out.append(f"  rollout {FIRST}: {json.dumps(self.spec, sort_keys=True)}")
         if self.weather:
@@ -242,6 +337,9 @@ class _Generator:
 
     def build(self) -> Schedule:
         rng = self.rng
+        # A calm schedule's servers all succeed within one retry: its rollouts converge, so drift
+        # checks and repairs happen (the others mostly end over budget).
+        self.calm = calm = rng.random() < 0.45
         n = rng.randint(4, 10)
         self.ids = [f"srv-{i:04d}" for i in range(1, n + rng.randint(1, 3) + 1)]
         roll = rng.random()
@@ -249,14 +347,13 @@ class _Generator:
         fleet: list[dict[str, Any]] = []
         outcomes: dict[str, list[str]] = {}
         for iid in self.ids:
-            missing = rng.random() < (0.6 if action == "INSTALL" else 0.06)
-            fleet.append(
-                {"id": iid, "version": None if missing else BASE_VERSION, "eligible": rng.random() >= 0.04}
-            )
+            missing = rng.random() < (0.6 if action == "INSTALL" else 0.0 if calm else 0.06)
+            eligible = calm or rng.random() >= 0.04
+            fleet.append({"id": iid, "version": None if missing else BASE_VERSION, "eligible": eligible})
             script = self._script()
             if script:
                 outcomes[iid] = script
-        rate = rng.choice([0.0, 0.0, 0.0, 0.1])
+        rate = 0.0 if calm else rng.choice([0.0, 0.0, 0.0, 0.1])
         scenario = {
             "seed": self.seed,
             "fleet": fleet,
@@ -274,12 +371,22 @@ class _Generator:
         strategy: dict[str, Any] = {
             "maxInFlight": rng.choice([1, 1, 2, 2, 3, 4, "50%"]),
             "maxFailures": rng.choice([0, 1, 1, 2, 2, 3, "25%", "50%"]),
-            "retry": {"limit": rng.choice([0, 1, 2, 2, 3, 3]), "backoffSeconds": rng.randint(1, 10)},
+            "retry": {
+                "limit": rng.choice([1, 2, 2, 3, 3] if calm else [0, 1, 2, 2, 3, 3]),
+                "backoffSeconds": rng.randint(1, 10),
+            },
             "pollIntervalSeconds": poll,
-            "progressDeadlineSeconds": rng.randint(poll + 3, poll + 15) if rng.random() < 0.25 else 3600,
+            "progressDeadlineSeconds": (
+                rng.randint(poll + 3, poll + 15) if rng.random() < (0.05 if calm else 0.25) else 3600
+            ),
         }
         if action == "UPDATE" and rng.random() < 0.35:
             strategy["rollbackOnFailure"] = True
+        roll = rng.random()
+        if roll < 0.3:
+            strategy["verifyTimeoutSeconds"] = rng.randint(2, 15)
+        elif roll < 0.38:
+            strategy["verifyTimeoutSeconds"] = 0
         spec: dict[str, Any] = {
             "action": action,
             "instances": [{"id": i} for i in self.ids[:n]],
@@ -287,7 +394,13 @@ class _Generator:
         }
         if action != "ROLLBACK":
             spec["version"] = rng.choice(TARGET_VERSIONS)
+        drift = self._drift()
+        if drift:
+            spec["drift"] = drift
         self.specs[FIRST] = copy.deepcopy(spec)
+        scenario["agents"] = self._agents(strategy.get("verifyTimeoutSeconds", DEFAULT_VERIFY_SECONDS))
+        if rng.random() < 0.15:
+            self._exclude(FIRST)
         weather: dict[str, Any] = rng.choice(
             [
                 {},
@@ -316,11 +429,87 @@ class _Generator:
         def bad() -> str:
             return rng.choice(["FAILED", "FAILED", "TIMEOUT"])
 
+        if self.calm:
+            return [bad(), "SUCCEEDED"] if roll < 0.6 else []
         if roll < 0.8:
             return [bad() for _ in range(rng.choice([1, 1, 2, 2, 3, 4]))] + ["SUCCEEDED"]
         if roll < 0.9:
             return [bad() for _ in range(6)]
         return [rng.choice(["FAILED", "TIMEOUT", "SUCCEEDED"]) for _ in range(rng.randint(1, 5))]
+
+    def _drift(self) -> dict[str, Any]:
+        """spec.drift: mostly checks every few seconds (so they happen within the schedule's jumps),
+        sometimes Report only, sometimes off, sometimes the default (every 300 s, Repair)."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.6:
+            drift: dict[str, Any] = {"intervalSeconds": rng.randint(3, 40)}
+            if rng.random() < 0.3:
+                drift["mode"] = "Report"
+            return drift
+        if roll < 0.7:
+            return {"intervalSeconds": 0}
+        if roll < 0.75:
+            return {"mode": "Report"}
+        return {}
+
+    def _trouble(self) -> tuple[str, str | None]:
+        """An agent event that takes a server off its declared state: (do, version)."""
+        do = self.rng.choice(AGENT_TROUBLE)
+        return do, self.rng.choice(OLDER_VERSIONS) if do == "downgrade" else None
+
+    def _agents(self, verify: int) -> dict[str, Any]:
+        """The scenario's `agents:`: how long telescope takes to show a task's version, and scripted
+        events: after a server's n-th success (delay 0: its agent never comes up after that task), at a
+        moment, or after every success (an agent that never comes up: GAVE_UP, with small
+        verifyTimeoutSeconds only, as each attempt waits that long)."""
+        rng = self.rng
+        events: list[dict[str, Any]] = []
+        for iid in self.ids:
+            roll = rng.random()
+            do, version = self._trouble()
+            event: dict[str, Any] = {"server": iid, "do": do}
+            if version is not None:
+                event["version"] = version
+            if roll < 0.1:
+                delay = rng.choice([0, 0, 1, 3, 10, 30])
+                events.append({**event, "after_success": rng.choice([1, 1, 2]), "delay": delay})
+            elif roll < 0.16:
+                events.append({**event, "at": rng.randint(5, 150)})
+            elif roll < (0.175 if self.calm else 0.19) and 0 < verify <= 15:
+                do = rng.choice(["stop", "fault", "silent"])
+                events += [{"server": iid, "do": do, "after_success": k, "delay": 0} for k in range(1, 7)]
+        start = rng.choice([0, 0, 0, 0, 1, 2, 3])
+        return {"start_seconds": start, "events": events}
+
+    def _exclude(self, who: str) -> None:
+        ids = [e["id"] for e in self.specs[who]["instances"]]
+        chosen = sorted(self.rng.sample(ids, min(len(ids), self.rng.randint(0, 2))))
+        self._add(Step("exclude", who, patch=json.dumps(chosen)))
+
+    def _interval(self, who: str) -> float:
+        """Seconds to advance so that the rollout's next drift check is due."""
+        drift = self.specs[who].get("drift") or {}
+        interval = drift.get("intervalSeconds", DEFAULT_DRIFT_SECONDS) or self.rng.choice([10, 40])
+        return float(interval + self.rng.choice([0.5, 1.0, 3.0]))
+
+    def _agent_step(self, who: str) -> Step:
+        """A run-time agent event on one of the rollout's servers: trouble, mostly; sometimes a start,
+        or the agent put back (or upgraded) by hand."""
+        rng = self.rng
+        server = rng.choice([e["id"] for e in self.specs[who]["instances"]])
+        roll = rng.random()
+        if roll < 0.75:
+            do, version = self._trouble()
+        elif roll < 0.88:
+            do, version = "start", None
+        else:
+            declared = self.specs[who].get("version") or TARGET_VERSIONS[0]
+            do, version = "downgrade", rng.choice([declared, NEWER_VERSION])
+        return Step("agent", who, server=server, do=do, version=version)
+
+    def _converge(self, who: str) -> None:
+        self._add(Step("drive", who, nth=60))
 
     # --- motifs ---------------------------------------------------------------------------------
 
@@ -334,10 +523,12 @@ class _Generator:
         for _ in range(count):
             self._add(Step("cycle", who), Step("advance", who))
 
-    def _crash(self, who: str) -> Step:
-        point = self.rng.choice(
-            ["write-before", "write-after", "call-applied", "call-applied", "call-unapplied"]
-        )
+    def _crash(self, who: str, *, in_create: bool = False) -> Step:
+        """A crash step; `in_create`: mostly in the next batch-create (a drift repair's, say)."""
+        points = ["write-before", "write-after", "call-applied", "call-applied", "call-unapplied"]
+        if in_create:
+            points += ["call-applied", "call-unapplied"] * 3
+        point = self.rng.choice(points)
         nth = self.rng.choice([1, 1, 2, 2, 3]) if point.startswith("write") else self.rng.choice([1, 1, 1, 2])
         return Step("crash", who, point=point, nth=nth)
 
@@ -387,11 +578,16 @@ class _Generator:
         if action != "ROLLBACK":
             motifs += [("version", 5), ("version-lost", 6)]
         if action == "UPDATE":
-            motifs += [("rollback", 5)]
+            motifs += [("rollback", 1 if self.calm else 5)]
         if action == "ROLLBACK":
             motifs += [("update", 3)]
         if SECOND not in self.specs and len(self.steps) > 3:
             motifs += [("second", 3)]
+        motifs += [("agent", 4), ("agent-blip", 2), ("exclude", 1)]
+        if action != "ROLLBACK":
+            motifs += [("drift", 7), ("drift-crash", 7), ("drift-lost", 5), ("flap", 2), ("drift-edit", 2)]
+            if (spec.get("drift") or {}).get("mode") == "Report":
+                motifs += [("report-back", 4)]
         names, weights = zip(*motifs, strict=True)
         name = rng.choices(names, weights)[0]
         match name:
@@ -495,6 +691,53 @@ class _Generator:
                     who, {"action": "UPDATE", "version": rng.choice(TARGET_VERSIONS)}, "ROLLBACK -> UPDATE"
                 )
                 self._add(Step("cycle", who))
+            case "agent":
+                self._add(self._agent_step(who), Step("cycle", who))
+            case "agent-blip":
+                entries = rng.choice([(500,), ("drop",), (429,), (503, 503), ("malformed",), ("pass", 500)])
+                self._add(Step("fault", entries=entries, endpoint="agent_status"), Step("cycle", who))
+            case "exclude":
+                self._exclude(who)
+                self._add(Step("cycle", who))
+            case "drift" | "drift-crash" | "drift-lost":
+                # Converge, let agents drift, advance past the interval: the check finds them, and
+                # the repair's create (next cycle) is where the crash or the lost answer lands.
+                self._converge(who)
+                for _ in range(rng.choice([1, 1, 2])):
+                    self._add(self._agent_step(who))
+                self._add(Step("advance", seconds=self._interval(who)))
+                if name == "drift-crash":
+                    self._add(self._crash(who, in_create=True), Step("cycle", who))
+                    self._cycles(who, rng.randint(1, 3))
+                elif name == "drift-lost":
+                    self._add(Step("cycle", who), self._lost(), Step("cycle", who), self._small())
+                    self._add(Step("cycle", who))
+                else:
+                    self._add(Step("cycle", who))
+                    self._cycles(who, rng.randint(1, 3))
+            case "flap":
+                self._add(
+                    Step("agent", who, server=rng.choice([e["id"] for e in spec["instances"]]), do="stop"),
+                    Step("cycle", who),
+                )
+                self._add(Step("agent", who, server=self.steps[-2].server, do="start"))
+                self._add(Step("advance", seconds=self._interval(who)), Step("cycle", who))
+            case "report-back":
+                self._converge(who)
+                step = self._agent_step(who)
+                self._add(step, Step("advance", seconds=self._interval(who)), Step("cycle", who))
+                self._add(Step("cycle", who), Step("agent", who, server=step.server, do="start"))
+                self._add(Step("advance", seconds=self._interval(who)), Step("cycle", who))
+            case "drift-edit":
+                drift = spec.get("drift") or {}
+                patch: dict[str, Any] = rng.choice(
+                    [
+                        {"mode": "Report" if drift.get("mode") != "Report" else "Repair"},
+                        {"intervalSeconds": rng.choice([0, 5, 20])},
+                    ]
+                )
+                self._edit(who, {"drift": patch}, "drift settings")
+                self._add(Step("cycle", who))
             case "second":
                 first = self.specs[FIRST]
                 ids = [e["id"] for e in first["instances"]]
@@ -516,6 +759,9 @@ class _Generator:
                         "pollIntervalSeconds": rng.randint(2, 8),
                     },
                 }
+                drift = self._drift() if rng.random() < 0.5 else {}
+                if drift:
+                    second["drift"] = drift
                 self.specs[SECOND] = second
                 self._add(
                     Step("start", SECOND, patch=json.dumps(second, sort_keys=True)), Step("cycle", SECOND)
@@ -548,17 +794,85 @@ class Request:
     task: str | None
     code: str | None
     time: float
+    order: int = 0
+    """Position among everything the simulation records (requests, looks, status transitions)."""
+    declared: str | None = None
+    """The exact version of the rollout's revision then (its status.revisionKey), if any."""
+    report: bool = False
+    """The rollout's spec.drift.mode was Report then."""
+    excluded: bool = False
+    """The server was in the rollout's repair-exclude annotation then."""
 
     @property
     def group(self) -> str:
         return "rollback" if self.kind == "ROLLBACK" else "work"
 
 
+@dataclass(frozen=True)
+class Look:
+    """One server's agents as an agent-status answer to a rollout's cycle reported them. It counts
+    (`Store.looks`) once the cycle persisted what it planned from it, or ended without a crash."""
+
+    order: int
+    cycle: int
+    time: float
+    uniagent: str
+    telescope: str
+    version: str | None
+
+    @property
+    def up(self) -> bool:
+        return self.uniagent == "running" and self.telescope == "running"
+
+    @property
+    def installed(self) -> bool | None:
+        """False when telescope is reported not installed, None when that cannot be told (unknown)."""
+        if self.telescope == "none":
+            return False
+        return None if self.telescope == "unknown" else True
+
+    def fine(self, declared: str | None) -> bool:
+        """Up at the declared version or a newer one."""
+        return self.up and at_least(self.version, declared)
+
+    def describe(self) -> str:
+        return f"uniagent {self.uniagent}, telescope {self.telescope} {self.version or '-'}"
+
+
+@dataclass(frozen=True)
+class Became:
+    """When a server's record took its current state (in this revision and epoch): the persisted
+    write that changed it."""
+
+    order: int
+    cycle: int
+    time: float
+    state: str
+    revision: int
+    epoch: int
+    failure: str | None = None
+
+
+def _numbers(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def at_least(version: str | None, declared: str | None) -> bool:
+    """`version` is `declared` or a later release (any version when nothing is declared)."""
+    if declared is None or version == declared:
+        return True
+    if version is None:
+        return False
+    a, b = _numbers(version), _numbers(declared)
+    return a is not None and b is not None and a > b
+
+
 class RecordingState(EmulatorState):
     """The emulator's state, unchanged, plus a log of every batch-create item it applied or refused."""
 
     def __init__(self, scenario: Scenario, sim: Simulation) -> None:
-        super().__init__(scenario)
+        super().__init__(scenario, start=EPOCH)  # agent events' `at` counts from the clock's origin
         self._sim = sim
 
     def batch_create(self, request: BatchCreateRequest, now: float) -> list[BatchCreateInvocationInfo]:
@@ -590,10 +904,16 @@ class SimClient(CloudEyeClient):
         except Exception:
             if crash == "call-applied":
                 raise Crash from None
+            self._sim.note_repair("repair_answers_lost")
             raise
         if crash == "call-applied":
             raise Crash
         return results
+
+    async def list_agent_status(self, *args: Any, **kwargs: Any) -> list[AgentStatusInfo]:
+        answer = await super().list_agent_status(*args, **kwargs)
+        self._sim.record_looks(answer)
+        return answer
 
 
 class SimPool(ClientPool):
@@ -647,6 +967,14 @@ class Store:
     """(generation, own requests then) once ProgressDeadlineExceeded was reported."""
     cycled: bool = False
     """A cycle of this rollout completed during the current step."""
+    excluded: frozenset[str] = frozenset()
+    """The repair-exclude annotation (`Rollout.repair_excluded`)."""
+    looks: dict[str, list[Look]] = field(default_factory=dict)
+    """Every agent-status answer about each server that counted (see Look)."""
+    became: dict[str, Became] = field(default_factory=dict)
+    """Each server's current state (with revision, epoch, failure), as persisted, and since when."""
+    succeeded: list[tuple[str, Became]] = field(default_factory=list)
+    """Every persisted transition of a server into SUCCEEDED: what a drift repair episode follows."""
 
 
 class Violation(Exception):
@@ -676,6 +1004,9 @@ class SimResult:
     trace: list[str]
     task_records: list[dict[str, Any]]
     failure: SimulationFailure | None = None
+    figures: dict[str, int] = field(default_factory=dict)
+    """Counts of the agent corners reached: drift found, repairs, unverified, crashes and lost answers in a
+    repair's create, agent events."""
 
 
 class Simulation:
@@ -706,6 +1037,14 @@ class Simulation:
         self.trace: list[str] = []
         self._noted = 0
         self.weather = dict(schedule.weather)
+        self.order = 0
+        self.pending: list[tuple[str, Look]] = []
+        """Looks of the running cycle, until it persists a status or ends (then they count)."""
+        self.mismatches: list[str] = []
+        """Agent-status answers that differ from the emulator's agents: a fault of the simulation."""
+        self.agent_events: list[tuple[float, str]] = []
+        """(time, server) of every agent event applied at run time."""
+        self.figures: Counter[str] = Counter()
         self.process = Process(self)
         self.checker = Checker(self)
         self._set_faults()
@@ -720,8 +1059,72 @@ class Simulation:
         crash = self.crash
         if crash is not None and crash.point.startswith("call-") and crash.nth == self.calls:
             self.crash = None
+            self.note_repair("repair_crashes")
             return crash.point
         return None
+
+    def note_repair(self, figure: str) -> None:
+        """Count `figure` if the batch-create being made repairs drift (its intent's servers are
+        CREATING with a drift finding)."""
+        store = self.actor
+        records = (store.status.get("instances") or {}).values() if store is not None else ()
+        if any(rec.get("state") == "CREATING" and rec.get("drift") for rec in records):
+            self.figures[figure] += 1
+
+    def tick(self) -> int:
+        self.order += 1
+        return self.order
+
+    def record_looks(self, answer: list[AgentStatusInfo]) -> None:
+        now = self.emu.now()
+        for info in answer:
+            telescope = info.telescope
+            look = Look(
+                order=self.tick(),
+                cycle=self.cycles,
+                time=now,
+                uniagent=info.uniagent_status.value,
+                telescope=telescope.status.value if telescope is not None else "none",
+                version=telescope.version if telescope is not None else None,
+            )
+            truth = self.state.agent_health(info.instance_id, now)
+            if truth is not None and (truth.uniagent.value, truth.telescope.value, truth.version) != (
+                look.uniagent,
+                look.telescope,
+                look.version,
+            ):
+                self.mismatches.append(f"{info.instance_id}: answered {look.describe()}, but it is {truth}")
+            self.pending.append((info.instance_id, look))
+
+    def _commit_looks(self, store: Store) -> None:
+        for iid, look in self.pending:
+            store.looks.setdefault(iid, []).append(look)
+        self.pending = []
+
+    def _transitions(self, store: Store) -> None:
+        """Note each server whose persisted state (or revision, epoch, failure) changed."""
+        revision = int(store.status.get("revision", 0))
+        for iid, rec in (store.status.get("instances") or {}).items():
+            epoch = store.epochs.get(iid, 0)
+            state, failure = rec.get("state"), rec.get("failure")
+            old = store.became.get(iid)
+            if old is not None and (old.state, old.revision, old.epoch, old.failure) == (
+                state,
+                revision,
+                epoch,
+                failure,
+            ):
+                continue
+            became = Became(self.tick(), self.cycles, self.emu.now(), state, revision, epoch, failure)
+            store.became[iid] = became
+            if state == "DRIFTED" and (old is None or old.state != state):
+                self.figures["drift_found"] += 1
+            if failure == "UNVERIFIED" and (old is None or old.failure != failure):
+                self.figures["unverified"] += 1
+            if state == "SUCCEEDED" and (
+                old is None or (old.state, old.revision, old.epoch) != (state, revision, epoch)
+            ):
+                store.succeeded.append((iid, became))
 
     def record_requests(
         self, request: BatchCreateRequest, results: list[BatchCreateInvocationInfo], now: float
@@ -730,6 +1133,9 @@ class Simulation:
         kind = request.invocation_type
         ids = (request.instance_ids if kind.targets_instances else request.invocation_ids) or []
         revision = int(store.status.get("revision", 0)) if store else 0
+        key = str(store.status.get("revisionKey", "")).split("|") if store else []
+        declared = key[1] if len(key) > 1 and key[1] else None
+        report = store is not None and (store.spec.get("drift") or {}).get("mode") == "Report"
         for ident, item in zip(ids, results, strict=False):
             source = None if kind.targets_instances else ident
             instance: str | None = ident if kind.targets_instances else item.instance_id
@@ -750,6 +1156,10 @@ class Simulation:
                     task=item.invocation_id,
                     code=item.error_code,
                     time=now,
+                    order=self.tick(),
+                    declared=declared,
+                    report=report,
+                    excluded=store is not None and instance in store.excluded,
                 )
             )
 
@@ -768,6 +1178,8 @@ class Simulation:
             for iid in store.known - present:  # the status forgot it: a later re-add is new work
                 store.epochs[iid] = store.epochs.get(iid, 0) + 1
             store.known = present
+            self._commit_looks(store)  # what the cycle planned from them is persisted
+            self._transitions(store)
             if crash is not None and crash.point == "write-after" and crash.nth == self.writes:
                 self.crash = None
                 raise Crash
@@ -827,7 +1239,7 @@ class Simulation:
     async def cycle(self, store: Store, conflict: int | None = None) -> str:
         """One daemon iteration of `store` (none if the rollout is settled: kopf runs no daemon then).
         An armed crash for this rollout fires at its point if this cycle reaches it."""
-        if settled(store.status, store.generation):
+        if not self.driven(store):
             return "settled: no daemon runs"
         armed = self.armed
         crash = armed[0] if armed is not None and armed[0].rollout == store.name else None
@@ -847,10 +1259,13 @@ class Simulation:
             write_status=self._writer(store),
             post_event=lambda kind, reason, message: None,
             claimed_elsewhere=self._claimed(store),
+            repair_excluded=store.excluded,
         )
         self.cycles += 1
+        self.pending = []
         try:
             result = await reconcile(rollout, self.process.deps)
+            self._commit_looks(store)
         except Crash:
             self.armed = None
             await self._restart()
@@ -862,6 +1277,7 @@ class Simulation:
         finally:
             await _drain()
             self.actor, self.crash, self.conflict_at = None, None, None
+            self.pending = []  # a cycle that died or whose write failed: what it saw counts for nothing
             if self.outage is not None:
                 self.outage = None
                 self._set_faults()
@@ -873,10 +1289,16 @@ class Simulation:
                 "I2-patches",
                 "the status the cycle returned differs from the one its merge patches built on the server",
             )
-        if settled(store.status, store.generation):  # the daemon stops; kopf starts a new one on an edit
+        if not self.driven(store):  # the daemon stops; kopf starts a new one on an edit
             self.process.written.pop(store.name, None)
             self.process.deps.forget(NAMESPACE, store.name)
         return f"requeue {result.requeue_after}"
+
+    @staticmethod
+    def driven(store: Store) -> bool:
+        """Whether kopf runs the rollout's daemon (handlers.needs_driving): unless it is settled with
+        no drift checks to make."""
+        return not settled(store.status, store.generation) or followed_for_drift(store.spec, store.status)
 
     async def run_step(self, step: Step) -> str:
         store = self.stores.get(step.rollout)
@@ -906,7 +1328,21 @@ class Simulation:
             case "start":
                 self.stores[step.rollout] = Store(step.rollout, CREATED[step.rollout], json.loads(step.patch))
                 return "created"
+            case "agent":
+                return self.agent_event(step.server, step.do, step.version)
+            case "exclude":
+                assert store is not None
+                store.excluded = frozenset(json.loads(step.patch))
+                return "annotated (no new generation)"
         raise ValueError(step.kind)
+
+    def agent_event(self, server: str, do: str, version: str | None) -> str:
+        now = self.emu.now()
+        health = self.state.apply_agent_command(
+            AgentCommand.model_validate({"server": server, "do": do, "version": version}), now
+        )
+        self.agent_events.append((now, server))
+        return f"now uniagent {health.uniagent}, telescope {health.telescope} {health.version or '-'}"
 
     def _fail(self, step: int | str, violation: Violation, mark: int | None = None) -> SimulationFailure:
         """`step`: the step's index, `i.n` for the n-th cycle of drive step i, `final-n` in the final
@@ -959,7 +1395,17 @@ class Simulation:
             trace=self.trace,
             task_records=self.emu.tasks(),
             failure=failure,
+            figures=self._figures(),
         )
+
+    def _figures(self) -> dict[str, int]:
+        figures = Counter(self.figures)
+        figures["repairs"] = sum(
+            1 for episodes in self.checker.episodes.values() for since, _ in episodes if since is not None
+        )
+        scripted = (self.schedule.scenario.get("agents") or {}).get("events") or []
+        figures["agent_events"] = len(scripted) + len(self.agent_events)
+        return {name: figures[name] for name in FIGURES}
 
     async def _run(self) -> None:
         for index, step in enumerate(self.schedule.steps):
@@ -1001,7 +1447,9 @@ class Simulation:
             raise self._fail(label, violation, mark=mark) from None
 
     async def _settle(self) -> None:
-        """Liveness: no more faults, nobody paused, time runs: every rollout must settle in a bound."""
+        """Liveness: no more faults, nobody paused, time runs: every rollout must settle in a bound.
+        Then every agent a drift check found off and left alone (Report mode, excluded) is put back by
+        hand, and those rollouts must see it back."""
         self.weather, self.outage, self.armed = {}, None, None
         self.emu.set_faults({})
         for store in self.stores.values():
@@ -1009,6 +1457,56 @@ class Simulation:
                 store.spec = merge_patch(store.spec, {"paused": None})
                 store.generation += 1
                 self._note("final", f"edit {store.name}: resume", f"generation {store.generation}")
+        await self._settle_phase("final")
+        healed = self._heal()
+        if not healed:
+            return
+        await self._settle_phase("healed")
+        for store in self.stores.values():
+            back = sorted(
+                iid
+                for iid, rec in (store.status.get("instances") or {}).items()
+                if iid in healed and rec.get("state") == "DRIFTED" and self.driven(store)
+            )
+            if back:
+                raise self._fail(
+                    "healed",
+                    Violation(
+                        "L-drift-not-cleared",
+                        f"{store.name}: {back} still DRIFTED after their agents were put back by hand "
+                        f"(now {[self.checker.truth(iid).describe() for iid in back]}); "
+                        f"{_reason(store.status)}",
+                    ),
+                )
+
+    def _heal(self) -> set[str]:
+        """Put back by hand the agents of the servers a followed rollout reports DRIFTED and will not
+        repair (Report mode, excluded): `start`, or a reinstall (`downgrade` to the declared version)."""
+        healed: set[str] = set()
+        for store in self.stores.values():
+            if not self.driven(store):
+                continue
+            declared = self.checker.declared(store)
+            for iid, rec in sorted((store.status.get("instances") or {}).items()):
+                if rec.get("state") != "DRIFTED" or iid in healed:
+                    continue
+                truth = self.checker.truth(iid)
+                if truth.fine(declared):
+                    continue
+                if (
+                    truth.version is not None
+                    and at_least(truth.version, declared)
+                    and truth.telescope != "none"
+                ):
+                    do, version, how = "start", None, "started by hand"
+                else:
+                    do, version, how = "downgrade", declared, "reinstalled by hand"
+                outcome = self.agent_event(iid, do, version)
+                self._note("healed", f"agent event on {iid}: {do} {version or ''} ({how})", outcome)
+                healed.add(iid)
+        return healed
+
+    async def _settle_phase(self, label: str) -> None:
         due = {name: self.emu.now() for name in self.stores}
         quiet = dict.fromkeys(self.stores, 0)
         bound = sum(self._cycle_bound(store) for store in self.stores.values())
@@ -1022,7 +1520,7 @@ class Simulation:
             for each in self.stores.values():
                 each.cycled = False
             before = self.checker.own_requests(store.name)
-            await self._checked_cycle(store, f"final-{n}")
+            await self._checked_cycle(store, f"{label}-{n}")
             delay = store.requeue if store.requeue is not None else IDLE_SECONDS
             due[store.name] = self.emu.now() + delay
             still = (
@@ -1037,18 +1535,15 @@ class Simulation:
         if stuck:
             detail = "; ".join(
                 f"{s.name}: phase {s.status.get('phase')}, {_reason(s.status)}, summary "
-                f"{s.status.get('summary')}"
+                f"{s.status.get('summary')}{self._unrest(s)}"
                 for s in stuck
             )
             raise self._fail(
-                "final", Violation("L-liveness", f"not settled after {bound} cycles with no faults: {detail}")
+                label, Violation("L-liveness", f"not settled after {bound} cycles with no faults: {detail}")
             )
 
     def _converged(self, store: Store, quiet: int) -> bool:
         status = store.status
-        if settled(status, store.generation):
-            self.checker.explained_end(store)
-            return True
         stall = condition(status, "Stalled")
         if (
             stall.get("status") == "True"
@@ -1058,7 +1553,31 @@ class Simulation:
         ):
             self.checker.explained_end(store)
             return True
+        if settled(status, store.generation):
+            if self.driven(store) and self._unrest(store):
+                return False  # its next drift check has something to find: the daemon still runs
+            self.checker.explained_end(store)
+            return True
         return False
+
+    def _unrest(self, store: Store) -> str:
+        """Why a settled rollout that still makes drift checks is not at rest ("" when it is): a server
+        it holds SUCCEEDED whose agent is off now, one DRIFTED whose agent is fine again, one DRIFTED
+        that a repair should take (Repair mode, not excluded)."""
+        if not self.driven(store):
+            return ""
+        declared = self.checker.declared(store)
+        report = (store.spec.get("drift") or {}).get("mode") == "Report"
+        for iid, rec in sorted((store.status.get("instances") or {}).items()):
+            truth = self.checker.truth(iid)
+            if rec.get("state") == "SUCCEEDED" and not truth.fine(declared):
+                return f"; {iid} SUCCEEDED but now {truth.describe()}"
+            if rec.get("state") == "DRIFTED":
+                if truth.fine(declared):
+                    return f"; {iid} DRIFTED but now {truth.describe()}"
+                if not report and iid not in store.excluded:
+                    return f"; {iid} DRIFTED, to repair"
+        return ""
 
     def _cycle_bound(self, store: Store) -> int:
         timing = self.schedule.scenario["timing"]
@@ -1067,8 +1586,13 @@ class Simulation:
         attempts = strategy.get("retry", {}).get("limit", 3) + 1
         task = timing["pending_seconds"] + max(timing["running_seconds"], timing["timeout_seconds"])
         backoff = strategy.get("retry", {}).get("backoffSeconds", 30)
-        per_attempt = 4 + -(-(task + backoff) // poll)
-        return int(40 + len(store.spec["instances"]) * attempts * per_attempt)
+        agents = self.schedule.scenario.get("agents") or {}
+        events = len(agents.get("events") or []) + len(self.agent_events)
+        verify = strategy.get("verifyTimeoutSeconds", DEFAULT_VERIFY_SECONDS) if events else 0
+        verify += agents.get("start_seconds", 0)
+        per_attempt = 4 + -(-(task + backoff + verify) // poll)
+        episodes = 1 + events  # each agent event may cost a repair
+        return int(min(6000, 40 + len(store.spec["instances"]) * attempts * per_attempt * episodes))
 
 
 _CLIENT_TASKS: Final = ("CloudEyeClient.", "_list_project")
@@ -1129,6 +1653,7 @@ class Checker:
         self.index: dict[str, int] = {}
         self.owner: dict[str, Request] = {}
         self.now = 0.0
+        self.episodes: dict[tuple[str, int, int, str], list[tuple[Became | None, list[Request]]]] = {}
 
     def own_requests(self, name: str) -> int:
         return sum(1 for r in self.sim.requests if r.rollout == name)
@@ -1143,9 +1668,80 @@ class Checker:
 
     def check(self) -> None:
         self._load()
+        if self.sim.mismatches:
+            raise Violation(
+                "SIM-agent-answer",
+                f"agent-status answers differ from the emulator's agents: {self.sim.mismatches}",
+            )
+        self.episodes = self._episodes()
         self._no_duplicate_work()
         for store in self.sim.stores.values():
             self._rollout(store)
+
+    # --- agents --------------------------------------------------------------------------------------
+
+    def truth(self, iid: str) -> Look:
+        """The server's agents now, as the emulator holds them."""
+        now = self.sim.emu.now()
+        health = self.sim.state.agent_health(iid, now)
+        assert health is not None
+        return Look(-1, -1, now, health.uniagent.value, health.telescope.value, health.version)
+
+    @staticmethod
+    def declared(store: Store) -> str | None:
+        """The exact version the rollout's current revision declares (its status.revisionKey)."""
+        key = str(store.status.get("revisionKey", "")).split("|")
+        if len(key) > 1 and key[1]:
+            return key[1]
+        version = store.spec.get("version")
+        return str(version) if version else None
+
+    def _agent_changed(self, iid: str) -> bool:
+        """Whether the server's agent has events (scripted or applied at run time): its installed
+        version is then not only the tasks' doing, and it is judged by what the rollout saw."""
+        scripted = (self.sim.schedule.scenario.get("agents") or {}).get("events") or []
+        return any(e["server"] == iid for e in scripted) or any(s == iid for _, s in self.sim.agent_events)
+
+    def _looks(self, store: Store, iid: str) -> str:
+        looks = store.looks.get(iid, [])[-4:]
+        shown = "; ".join(f"t={look.time - EPOCH:g} {look.describe()}" for look in looks)
+        return f"{store.name}'s last looks at {iid}: {shown or 'none'}; now {self.truth(iid).describe()}"
+
+    def _unverified(self, store: Store, iid: str, after: Request, before: float, verify: int) -> bool:
+        """The task `after` made SUCCEEDED, and a look of this rollout at least verifyTimeoutSeconds
+        later (and before `before`, an order) saw its agent not up at the version it set: UNVERIFIED,
+        whose retry is a new task."""
+        task = self.sim.state.task(after.task or "")
+        if task is None or verify <= 0 or str(task.outcome) != "SUCCEEDED" or task.finished_at > self.now:
+            return False
+        return any(
+            after.order < look.order < before
+            and look.time >= task.finished_at + verify - 1e-6
+            and not look.fine(task.target_version)
+            for look in store.looks.get(iid, [])
+        )
+
+    def _episodes(self) -> dict[tuple[str, int, int, str], list[tuple[Became | None, list[Request]]]]:
+        """Each server's work requests (INSTALL, UPDATE, RETRY) of a rollout's revision and epoch, cut
+        into episodes: the first, then one more each time the server was persisted SUCCEEDED before the
+        next request (a drift repair). Each episode comes with that SUCCEEDED transition (None for the
+        first)."""
+        marks: dict[tuple[str, int, int, str], list[Became]] = {}
+        for store in self.sim.stores.values():
+            for iid, became in store.succeeded:
+                marks.setdefault((store.name, became.revision, became.epoch, iid), []).append(became)
+        out: dict[tuple[str, int, int, str], list[tuple[Became | None, list[Request]]]] = {}
+        for r in self.sim.requests:
+            if r.rollout is None or r.instance is None or r.group != "work":
+                continue
+            key = (r.rollout, r.revision, r.epoch, r.instance)
+            episodes = out.setdefault(key, [])
+            prev = episodes[-1][1][-1].order if episodes else -1
+            since = [b for b in marks.get(key, []) if prev < b.order < r.order]
+            if not episodes or since:
+                episodes.append((since[-1] if since else None, []))
+            episodes[-1][1].append(r)
+        return out
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -1202,28 +1798,25 @@ class Checker:
                     f"I1-duplicate-{kind.lower()}",
                     f"{len(ids)} {kind} tasks of task {source} on {iid}: {ids}; {self._history(iid)}",
                 )
+        # ROLLBACK: one task per server, revision and epoch, unless a request was refused in between.
         last: dict[tuple[Any, ...], Request] = {}
         refused: set[tuple[Any, ...]] = set()
         count: Counter[tuple[Any, ...]] = Counter()
         for r in self.sim.requests:
-            if r.rollout is None or r.instance is None:
+            if r.rollout is None or r.instance is None or r.group != "rollback":
                 continue
-            key = (r.rollout, r.revision, r.epoch, r.instance, r.group)
+            key = (r.rollout, r.revision, r.epoch, r.instance)
             if not r.ok:
                 refused.add(key)
                 continue
-            # Tasks, not requests: a refusal whose answer was lost is rightly not counted as an attempt.
             count[key] += 1
-            store = self.sim.stores[r.rollout]
-            limit = int(store.spec.get("strategy", {}).get("retry", {}).get("limit", 3))
+            limit = self._limit(self.sim.stores[r.rollout])
             if count[key] > limit + 1:
                 raise Violation(
                     "I1-attempts",
-                    f"{count[key]} tasks for {r.instance} ({r.group}) in revision "
+                    f"{count[key]} tasks for {r.instance} (rollback) in revision "
                     f"{r.revision} of {r.rollout}, retry.limit {limit}; {self._history(r.instance)}",
                 )
-            if r.kind not in ("INSTALL", "UPDATE", "ROLLBACK"):
-                continue
             earlier = last.get(key)
             if earlier is not None and key not in refused:
                 raise Violation(
@@ -1234,6 +1827,93 @@ class Checker:
                 )
             last[key] = r
             refused.discard(key)
+        # Work: per episode (the first, then each drift repair), at most 1 + retry.limit tasks, and a
+        # second INSTALL/UPDATE only after a refusal or an UNVERIFIED success.
+        for (name, revision, _, iid), episodes in self.episodes.items():
+            store = self.sim.stores[name]
+            limit, verify = self._limit(store), self._verify(store)
+            for since, requests in episodes:
+                tasks, refusal, previous = 0, False, None
+                for n, r in enumerate(requests):
+                    if n == 0 and since is not None:
+                        self._repair_is_due(store, iid, since, r)
+                    if not r.ok:
+                        refusal = True
+                        continue
+                    # Tasks, not requests: a refusal whose answer was lost is rightly not an attempt.
+                    tasks += 1
+                    what = "a drift repair" if since is not None else "the rollout"
+                    if tasks > limit + 1:
+                        raise Violation(
+                            "I1-attempts",
+                            f"{tasks} tasks for {iid} in revision {revision} of {name} ({what}), "
+                            f"retry.limit {limit}; {self._history(iid)}",
+                        )
+                    if (
+                        r.kind in ("INSTALL", "UPDATE")
+                        and previous is not None
+                        and not refusal
+                        and not self._unverified(store, iid, previous, r.order, verify)
+                    ):
+                        raise Violation(
+                            "I1-duplicate-create",
+                            f"second {r.kind} task {r.task} for {iid} in revision {revision} of {name} "
+                            f"({what}): the previous one, {previous.kind} {previous.task}, was created and "
+                            f"since then nothing was refused and no look saw it SUCCEEDED but its agent "
+                            f"not up after verifyTimeoutSeconds {verify}; {self._history(iid)}; "
+                            f"{self._looks(store, iid)}",
+                        )
+                    previous, refusal = r, False
+
+    def _repair_is_due(self, store: Store, iid: str, since: Became, r: Request) -> None:
+        """The first request after the server was SUCCEEDED is a drift repair: a look of this rollout
+        since then must have seen its agent off the declared state, in Repair mode, not excluded; the
+        repair INSTALLs a missing agent and UPDATEs one that is there."""
+        name = store.name
+        off = [
+            look
+            for look in store.looks.get(iid, [])
+            if since.order < look.order < r.order and not look.fine(r.declared)
+        ]
+        when = f"t={r.time - EPOCH:g}, SUCCEEDED since t={since.time - EPOCH:g}"
+        if not off:
+            raise Violation(
+                "I1-repair-without-drift",
+                f"{name}: {r.kind} {r.task or '(refused)'} for {iid} ({when}), but no look since it was "
+                f"SUCCEEDED saw its agent off {r.declared}; {self._looks(store, iid)}; {self._history(iid)}",
+            )
+        if r.report:
+            raise Violation(
+                "I1-report-mode-repair",
+                f"{name}: {r.kind} {r.task or '(refused)'} for {iid} ({when}) with drift.mode Report: a "
+                f"drift finding must create nothing; {self._looks(store, iid)}",
+            )
+        if r.excluded:
+            raise Violation(
+                "I1-excluded-repair",
+                f"{name}: {r.kind} {r.task or '(refused)'} for {iid} ({when}), which the repair-exclude "
+                f"annotation names; {self._looks(store, iid)}",
+            )
+        finding = off[-1]
+        wanted = (
+            {False: "INSTALL", True: "UPDATE"}.get(finding.installed)
+            if finding.installed is not None
+            else None
+        )
+        if r.kind not in ("INSTALL", "UPDATE") or (wanted is not None and r.kind != wanted):
+            raise Violation(
+                "I1-repair-kind",
+                f"{name}: the repair of {iid} is {r.kind}, but its agent was seen {finding.describe()} "
+                f"(a repair INSTALLs a missing agent, UPDATEs one that is there); {self._history(iid)}",
+            )
+
+    @staticmethod
+    def _limit(store: Store) -> int:
+        return int(store.spec.get("strategy", {}).get("retry", {}).get("limit", 3))
+
+    @staticmethod
+    def _verify(store: Store) -> int:
+        return int(store.spec.get("strategy", {}).get("verifyTimeoutSeconds", DEFAULT_VERIFY_SECONDS))
 
     # --- per rollout ---------------------------------------------------------------------------------
 
@@ -1315,6 +1995,17 @@ class Checker:
                     raise Violation(
                         "I4-budget", f"{name}: {reason} with {gave_up} GAVE_UP <= maxFailures {budget}"
                     )
+            if reason == Reason.DRIFT_DETECTED and current:
+                drifted = sorted(iid for iid, rec in raw.items() if rec["state"] == "DRIFTED")
+                report = (spec.get("drift") or {}).get("mode") == "Report"
+                left = [iid for iid in drifted if not report and iid not in store.excluded]
+                if not drifted or left:
+                    raise Violation(
+                        "I4-drift-unexplained",
+                        f"{name}: {reason} with DRIFTED {drifted}, drift.mode "
+                        f"{'Report' if report else 'Repair'}, excluded {sorted(store.excluded)}: "
+                        f"{left or 'nothing'} is left to a repair",
+                    )
             if reason == Reason.PROGRESS_DEADLINE_EXCEEDED and current and store.deadline is None:
                 if store.cycled:
                     self._deadline_is_real(store, ids)
@@ -1378,6 +2069,8 @@ class Checker:
                     f"{running[0]['invocation_id']} on {iid} is {running[0]['status']}; "
                     f"{self._history(iid)}",
                 )
+            if self._agent_changed(iid):
+                continue  # judged by what the rollout saw of its agent (I3-succeeded-*)
             if action in ("INSTALL", "UPDATE"):
                 version = self._version(iid)
                 if spec.get("version") and version != spec["version"]:
@@ -1421,52 +2114,168 @@ class Checker:
         )
 
     def _records_are_true(self, store: Store, parsed: RolloutStatus) -> None:
-        name = store.name
-        key = parsed.revision_key.split("|")
-        version = key[1] if len(key) > 1 else ""
-        limit = int(store.spec.get("strategy", {}).get("retry", {}).get("limit", 3))
+        declared = self.declared(store) if parsed.revision_key else None
+        limit, verify = self._limit(store), self._verify(store)
         for iid, rec in parsed.instances.items():
-            if (
-                rec.state is InstanceState.SUCCEEDED
-                and version
-                and rec.action in (InvocationType.INSTALL, InvocationType.UPDATE)
-                and not self._foreign_after(name, iid)
-                and self._version(iid) != version
-            ):
-                raise Violation(
-                    "I3-succeeded-version",
-                    f"{name}: {iid} is SUCCEEDED in revision "
-                    f"{parsed.revision} ({parsed.revision_key}) but runs {self._version(iid)}; "
-                    f"{self._history(iid)}",
-                )
-            if rec.state is InstanceState.GAVE_UP:
-                group = "rollback" if rec.action is InvocationType.ROLLBACK else "work"
-                epoch = store.epochs.get(iid, 0)
-                tries = [
-                    r
-                    for r in self.sim.requests
-                    if r.rollout == name
-                    and r.instance == iid
-                    and r.revision == parsed.revision
-                    and r.epoch == epoch
-                    and r.group == group
+            became = store.became.get(iid)
+            since = became.cycle if became is not None and became.state == rec.state.value else 0
+            looks = [look for look in store.looks.get(iid, []) if look.cycle >= since]
+            creates = rec.action in (InvocationType.INSTALL, InvocationType.UPDATE)
+            if rec.state is InstanceState.SUCCEEDED and creates and declared:
+                self._succeeded_is_true(store, iid, declared, looks, verify)
+            if rec.state is InstanceState.DRIFTED and declared:
+                # Since it was last SUCCEEDED (it may have been CREATING for a repair in between).
+                found = [
+                    b
+                    for i, b in store.succeeded
+                    if i == iid and (b.revision, b.epoch) == (parsed.revision, store.epochs.get(iid, 0))
                 ]
-                if len(tries) < limit + 1:
-                    raise Violation(
-                        "I3-gave-up-early",
-                        f"{name}: {iid} GAVE_UP after {len(tries)} request(s) "
-                        f"in revision {parsed.revision}, retry.limit {limit} ({rec.message}); "
-                        f"{self._history(iid)}",
-                    )
-                last = tries[-1]
-                task = self.by_id.get(last.task or "")
-                if last.ok and (task is None or task["status"] not in FAILED_TASK):
-                    state = task["status"] if task else "unknown"
-                    raise Violation(
-                        "I3-gave-up-on-success",
-                        f"{name}: {iid} GAVE_UP but its last task "
-                        f"{last.task} is {state}; {self._history(iid)}",
-                    )
+                after = found[-1].order if found else -1
+                seen = [look for look in store.looks.get(iid, []) if look.order > after]
+                while seen and seen[0].fine(declared):
+                    seen.pop(0)  # drift checks that found it fine, before the one that found it off
+                self._drift_is_true(store, iid, rec.drift, declared, seen)
+            if rec.failure is Failure.UNVERIFIED and rec.state in (
+                InstanceState.UNVERIFIED,
+                InstanceState.RETRY_WAIT,
+            ):
+                self._unverified_is_true(store, iid, rec.invocation_id, verify)
+            if rec.state is InstanceState.GAVE_UP:
+                self._gave_up_is_true(store, parsed, iid, rec, limit, verify)
+
+    def _succeeded_is_true(
+        self, store: Store, iid: str, declared: str, looks: list[Look], verify: int
+    ) -> None:
+        """SUCCEEDED: every look since it became so saw the agent up at the declared version or newer
+        (a look there must be, unless verifyTimeoutSeconds 0 takes the task's word); a server whose agent
+        only tasks moved runs the declared version, unless another rollout moved it since."""
+        name = store.name
+        bad = [look for look in looks if not look.fine(declared)]
+        if bad:
+            raise Violation(
+                "I3-succeeded-not-seen-up",
+                f"{name}: {iid} is SUCCEEDED ({declared}), but a look at t={bad[0].time - EPOCH:g} saw "
+                f"{bad[0].describe()}; {self._looks(store, iid)}; {self._history(iid)}",
+            )
+        if not looks and verify > 0:
+            raise Violation(
+                "I3-succeeded-unverified",
+                f"{name}: {iid} is SUCCEEDED ({declared}) with verifyTimeoutSeconds {verify}, but no look "
+                f"at its agent since; {self._looks(store, iid)}; {self._history(iid)}",
+            )
+        if (
+            not self._foreign_after(name, iid)
+            and not self._agent_changed(iid)
+            and self._version(iid) != declared
+        ):
+            raise Violation(
+                "I3-succeeded-version",
+                f"{name}: {iid} is SUCCEEDED in revision {store.status.get('revision')} "
+                f"({store.status.get('revisionKey')}) but runs {self._version(iid)}; {self._history(iid)}",
+            )
+
+    def _drift_is_true(
+        self, store: Store, iid: str, drift: str | None, declared: str, looks: list[Look]
+    ) -> None:
+        """DRIFTED: the looks since a check first found it off (after it was last SUCCEEDED) saw the agent
+        off the declared state (a newer version is not drift), and the finding says what the last saw."""
+        name = store.name
+        if not looks:
+            raise Violation(
+                "I3-drifted-unseen",
+                f"{name}: {iid} is DRIFTED ({drift}) with no look at its agent since; "
+                f"{self._looks(store, iid)}",
+            )
+        fine = [look for look in looks if look.fine(declared)]
+        if fine:
+            raise Violation(
+                "I3-drifted-but-fine",
+                f"{name}: {iid} is DRIFTED ({drift}), but a look at t={fine[0].time - EPOCH:g} saw "
+                f"{fine[0].describe()}, which runs {declared} or newer; {self._looks(store, iid)}",
+            )
+        last = looks[-1]
+        if last.installed is False:
+            kind = "telescope is not installed"
+        elif not last.up:
+            kind = "telescope is not running"
+        else:
+            kind = f"telescope runs {last.version or 'an unknown version'}, not {declared}"
+        if not (drift or "").startswith(kind):
+            raise Violation(
+                "I3-drift-finding",
+                f"{name}: {iid} is DRIFTED with finding {drift!r}, but the check saw {last.describe()} "
+                f"(expected {kind!r}); {self._looks(store, iid)}",
+            )
+
+    def _unverified_is_true(self, store: Store, iid: str, task_id: str | None, verify: int) -> None:
+        """UNVERIFIED: the last look (nothing looks at the server after it) saw the agent not up at the
+        version its task set, at least verifyTimeoutSeconds after the task SUCCEEDED."""
+        name = store.name
+        task = self.sim.state.task(task_id or "")
+        looks = store.looks.get(iid, [])
+        if task is None or not looks:
+            raise Violation(
+                "I3-unverified-unseen",
+                f"{name}: {iid} is UNVERIFIED (task {task_id}) with no look at its agent; "
+                f"{self._history(iid)}",
+            )
+        last = looks[-1]
+        if last.fine(task.target_version):
+            raise Violation(
+                "I3-unverified-but-seen-up",
+                f"{name}: {iid} is UNVERIFIED, but the last look saw {last.describe()} (its task set "
+                f"{task.target_version}); {self._looks(store, iid)}",
+            )
+        if last.time < task.finished_at + verify - 1e-6:
+            raise Violation(
+                "I3-unverified-early",
+                f"{name}: {iid} is UNVERIFIED at t={last.time - EPOCH:g}, but its task "
+                f"{task.invocation_id} SUCCEEDED at t={task.finished_at - EPOCH:g} and "
+                f"verifyTimeoutSeconds is {verify}; {self._looks(store, iid)}",
+            )
+
+    def _gave_up_is_true(
+        self, store: Store, parsed: RolloutStatus, iid: str, rec: Any, limit: int, verify: int
+    ) -> None:
+        """GAVE_UP: 1 + retry.limit requests in the episode, the last one's task failed (or SUCCEEDED
+        with its agent not seen up in time)."""
+        name = store.name
+        epoch = store.epochs.get(iid, 0)
+        if rec.action is InvocationType.ROLLBACK:
+            tries = [
+                r
+                for r in self.sim.requests
+                if r.rollout == name
+                and r.instance == iid
+                and r.revision == parsed.revision
+                and r.epoch == epoch
+                and r.group == "rollback"
+            ]
+        else:
+            episodes = self.episodes.get((name, parsed.revision, epoch, iid), [])
+            tries = episodes[-1][1] if episodes else []
+        if len(tries) < limit + 1:
+            raise Violation(
+                "I3-gave-up-early",
+                f"{name}: {iid} GAVE_UP after {len(tries)} request(s) "
+                f"in revision {parsed.revision}, retry.limit {limit} ({rec.message}); "
+                f"{self._history(iid)}",
+            )
+        last = tries[-1]
+        task = self.by_id.get(last.task or "")
+        if last.ok and (task is None or task["status"] not in FAILED_TASK):
+            if (
+                task is not None
+                and task["status"] == "SUCCEEDED"
+                and self._unverified(store, iid, last, self.sim.order + 1, verify)
+            ):
+                return
+            state = task["status"] if task else "unknown"
+            raise Violation(
+                "I3-gave-up-on-success",
+                f"{name}: {iid} GAVE_UP but its last task "
+                f"{last.task} is {state}; {self._history(iid)}; {self._looks(store, iid)}",
+            )
 
     def _deadline_is_real(self, store: Store, ids: list[str]) -> None:
         """No own request and no own task event (start, end) in the deadline window before now."""
@@ -1500,8 +2309,8 @@ class Checker:
         raw: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
         states = Counter(rec["state"] for rec in raw.values())
         stall = condition(status, "Stalled")
-        if stall.get("reason") == Reason.PROGRESS_DEADLINE_EXCEEDED:
-            return  # checked when it was reported (I4-deadline-implausible)
+        if stall.get("reason") in (Reason.PROGRESS_DEADLINE_EXCEEDED, Reason.DRIFT_DETECTED):
+            return  # checked when it was reported (I4-deadline-implausible, I4-drift-unexplained, I3-drift*)
         if states["GAVE_UP"] or (store.spec["action"] != "ROLLBACK" and states["ROLLED_BACK"]):
             return  # each GAVE_UP is checked against the requests (I3-gave-up-*)
         raise Violation(
@@ -1524,6 +2333,17 @@ class Checker:
         ids = sorted({t["instance_id"] for t in self.tasks})
         out.append("  emulator tasks by server (type id status from->to (rollout revision)):")
         out += [f"    {self._history(iid)}" for iid in ids]
+        out.append("  agents now, and what each rollout last saw of them:")
+        for iid in self.sim.state.server_ids:
+            seen = [
+                f"{store.name} at t={store.looks[iid][-1].time - EPOCH:g}: {store.looks[iid][-1].describe()}"
+                for store in self.sim.stores.values()
+                if store.looks.get(iid)
+            ]
+            out.append(f"    {iid}: {self.truth(iid).describe()}" + (f"; {'; '.join(seen)}" if seen else ""))
+        if self.sim.agent_events:
+            events = ", ".join(f"{iid} at t={t - EPOCH:g}" for t, iid in self.sim.agent_events)
+            out.append(f"  agent events applied at run time: {events}")
         return out
 
 
@@ -1578,6 +2398,7 @@ class SeedReport:
     invariant: str | None = None
     step: str = ""
     message: str = ""
+    figures: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, result: SimResult) -> SeedReport:
@@ -1591,6 +2412,7 @@ class SeedReport:
             failure.invariant if failure else None,
             str(failure.step) if failure else "",
             str(failure) if failure else "",
+            tuple(result.figures.items()),
         )
 
 
@@ -1645,10 +2467,14 @@ def defect_hint(report: SeedReport) -> str:
 
 def summary_line(reports: Sequence[SeedReport], seconds: float) -> str:
     failing = sum(1 for r in reports if r.invariant)
+    figures: Counter[str] = Counter()
+    for report in reports:
+        figures.update(dict(report.figures))
+    agents = ", ".join(f"{figures[name]} {name.replace('_', ' ')}" for name in FIGURES)
     return (
         f"simulation: {len(reports)} schedules, {sum(r.steps for r in reports)} steps checked, "
         f"{sum(r.cycles for r in reports)} reconcile cycles, {sum(r.crashes for r in reports)} crashes, "
-        f"{sum(r.tasks for r in reports)} tasks, {failing} failing, in {seconds:.1f}s"
+        f"{sum(r.tasks for r in reports)} tasks, {failing} failing, in {seconds:.1f}s; agents: {agents}"
     )
 
 

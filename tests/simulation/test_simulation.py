@@ -10,22 +10,26 @@ import copy
 import re
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from pydantic.alias_generators import to_camel
 
 from cloudeye_operator.cloudeye.models import BatchCreateRequest, InvocationType
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from cloudeye_operator.rollout.causes import STALL_REASONS
+from cloudeye_operator.rollout.status import InstanceState
 from tests.simulation import sim
 
 CI_SEEDS: Final = tuple(range(600))
 """The CI budget: ~2 minutes on 2 cores. Fixed, so CI is deterministic; widen it with scripts/simulate."""
-DETERMINISM_SEED: Final = 65
-"""A schedule with two rollouts, crashes in a batch-create and before a write, lost answers, an
-outage and a drive to the end (see `scripts/simulate --seed 65 --schedule`)."""
+DETERMINISM_SEED: Final = 137
+"""A schedule with two rollouts, crashes in batch-creates (one in a drift repair's), lost answers,
+agent events (scripted and at run time), an UNVERIFIED success, a version edit and drives to the end
+(see `scripts/simulate --seed 137 --schedule`)."""
 
 
 def test_the_ci_budget_of_seeds_holds_every_invariant(record_property: Callable[[str, object], None]) -> None:
@@ -50,7 +54,7 @@ def test_a_seed_always_gives_the_same_schedule() -> None:
     assert sim.generate(DETERMINISM_SEED) == sim.generate(DETERMINISM_SEED)
     assert sim.generate(DETERMINISM_SEED) != sim.generate(DETERMINISM_SEED + 1)
     kinds = {step.kind for step in sim.generate(DETERMINISM_SEED).steps}
-    assert {"crash", "fault", "start", "edit"} <= kinds
+    assert {"crash", "fault", "start", "edit", "agent"} <= kinds
 
 
 async def test_a_seed_replays_to_the_same_tasks_and_trace(emu: RunningEmulator) -> None:
@@ -60,6 +64,8 @@ async def test_a_seed_replays_to_the_same_tasks_and_trace(emu: RunningEmulator) 
     assert str(first.failure) == str(second.failure)
     assert first.crashes >= 1
     assert first.tasks >= 5
+    assert first.figures["repairs"] >= 1
+    assert first.figures == second.figures
     assert first.task_records == second.task_records  # ids, times, lineage, outcomes: all from the seed
     assert first.trace == second.trace
     assert first.outcome == second.outcome
@@ -219,3 +225,153 @@ def test_scripts_simulate_runs_seeds_and_prints_the_figures() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"simulation: 2 schedules, \d+ steps checked, \d+ reconcile cycles", done.stdout)
+
+
+# --- drift repairs: a minimal schedule for each corner the simulation found ---------------------------
+
+DRIFT_SCENARIO: Final[dict[str, Any]] = {
+    **LIAR_SCENARIO,
+    "outcomes": {},
+    "fleet": [{"id": f"srv-{i:04d}", "version": sim.BASE_VERSION, "eligible": True} for i in (1, 2)],
+}
+DRIFT_SPEC: Final[dict[str, Any]] = {
+    "action": "UPDATE",
+    "version": "2.7.2",
+    "instances": [{"id": "srv-0001"}, {"id": "srv-0002"}],
+    "strategy": {"maxInFlight": 2, "retry": {"limit": 1, "backoffSeconds": 1}, "pollIntervalSeconds": 2},
+    "drift": {"intervalSeconds": 5},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        sim.Step("edit", patch='{"drift": {"mode": "Report"}}'),
+        sim.Step("exclude", patch='["srv-0001"]'),
+    ],
+    ids=["report-mode", "excluded"],
+)
+async def test_a_repair_whose_create_never_reached_the_cloud_respects_a_later_report_mode_or_exclusion(
+    emu: RunningEmulator, change: sim.Step
+) -> None:
+    """Found by the simulation (seeds 87 and 162 of the first run with drift motifs): a repair's intent
+    was released (the process died before its batch-create was sent), its server went back to WAITING,
+    not DRIFTED, and was created again as ordinary work after drift.mode became Report (or the server
+    was excluded from repair) in between."""
+    steps = (
+        sim.Step("drive", nth=30),
+        sim.Step("agent", server="srv-0001", do="stop"),
+        sim.Step("advance", seconds=6.0),
+        sim.Step("cycle"),  # the drift check: srv-0001 DRIFTED
+        sim.Step("crash", point="call-unapplied", nth=1),  # the repair's intent, then the process dies
+        change,
+        sim.Step("advance", seconds=31.0),  # past the intent's release
+        sim.Step("cycle"),
+        sim.Step("cycle"),
+    )
+    with sim.quiet_logs():
+        result = await sim.Simulation(sim.Schedule(0, DRIFT_SCENARIO, DRIFT_SPEC, steps), emu).run()
+    assert result.failure is None, str(result.failure)
+    assert result.figures["drift_found"] >= 1
+    assert result.crashes == 1
+    updates = [t for t in result.task_records if t["instance_id"] == "srv-0001"]
+    assert [t["invocation_type"] for t in updates] == ["UPDATE"]  # never repaired by a task
+
+
+def _recount(status: dict[str, Any]) -> None:
+    counts = Counter(sim.SUMMARY_FIELD[InstanceState(rec["state"])] for rec in status["instances"].values())
+    status["summary"] = {
+        to_camel(name): len(status["instances"]) if name == "total" else counts[name]
+        for name in sim.SUMMARY_FIELDS
+    }
+
+
+def _succeeded(status: dict[str, Any]) -> None:
+    status["instances"]["srv-0001"] = {"state": "SUCCEEDED"}
+    _recount(status)
+
+
+def _drifted(status: dict[str, Any]) -> None:
+    status["instances"]["srv-0002"] = {"state": "DRIFTED", "drift": "telescope is not running (made up)"}
+    _recount(status)
+
+
+@pytest.mark.parametrize(
+    ("agents", "steps", "lie", "invariant"),
+    [
+        (
+            {"events": [{"server": "srv-0001", "do": "stop", "after_success": 1}]},
+            (sim.Step("cycle"), sim.Step("advance", seconds=5.0), sim.Step("cycle")),
+            _succeeded,
+            "I3-succeeded-not-seen-up",
+        ),
+        (
+            {},
+            (sim.Step("drive", nth=30), sim.Step("advance", seconds=6.0), sim.Step("cycle")),
+            _drifted,
+            "I3-drifted-unseen",
+        ),
+    ],
+    ids=["succeeded-while-its-agent-was-seen-stopped", "drifted-while-its-agent-was-seen-up"],
+)
+async def test_the_checkers_catch_a_status_that_lies_about_agents(
+    emu: RunningEmulator, agents: dict[str, Any], steps: tuple[sim.Step, ...], lie: Any, invariant: str
+) -> None:
+    scenario = {**DRIFT_SCENARIO, "agents": agents}
+    spec = {**DRIFT_SPEC, "strategy": {**DRIFT_SPEC["strategy"], "verifyTimeoutSeconds": 30}}
+    simulation = sim.Simulation(sim.Schedule(0, scenario, spec, steps), emu)
+    with sim.quiet_logs():
+        for step in steps:
+            if step.kind == "drive":
+                await simulation._drive(0, step)
+            else:
+                await simulation.run_step(step)
+            simulation.checker.check()  # the truth passes
+        store = simulation.stores[sim.FIRST]
+        lied = copy.deepcopy(store.status)
+        lie(lied)
+        store.status = lied
+        with pytest.raises(sim.Violation) as caught:
+            simulation.checker.check()
+        await simulation.process.pool.aclose()
+    assert caught.value.invariant == invariant, str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "invariant"),
+    [
+        ({"drift": {"intervalSeconds": 5, "mode": "Report"}}, "I1-report-mode-repair"),
+        ({}, "I1-excluded-repair"),
+    ],
+    ids=["report-mode", "excluded"],
+)
+async def test_the_checkers_catch_a_repair_made_behind_the_operators_back(
+    emu: RunningEmulator, change: dict[str, Any], invariant: str
+) -> None:
+    spec = {**DRIFT_SPEC, **change}
+    steps = (
+        sim.Step("drive", nth=30),
+        sim.Step("agent", server="srv-0001", do="stop"),
+        sim.Step("advance", seconds=6.0),
+        sim.Step("cycle"),  # the drift check: srv-0001 DRIFTED, and not repaired
+    )
+    simulation = sim.Simulation(sim.Schedule(0, DRIFT_SCENARIO, spec, steps), emu)
+    store = simulation.stores[sim.FIRST]
+    if not change:
+        store.excluded = frozenset({"srv-0001"})
+    with sim.quiet_logs():
+        await simulation._drive(0, steps[0])
+        for step in steps[1:]:
+            await simulation.run_step(step)
+            simulation.checker.check()
+        assert store.status["instances"]["srv-0001"]["state"] == "DRIFTED"
+        simulation.actor = store  # as if this rollout's process sent it
+        request = BatchCreateRequest(
+            invocation_type=InvocationType.UPDATE, instance_ids=["srv-0001"], version="2.7.2"
+        )
+        simulation.state.batch_create(request, emu.now())
+        simulation.actor = None
+        with pytest.raises(sim.Violation) as caught:
+            simulation.checker.check()
+        await simulation.process.pool.aclose()
+    assert caught.value.invariant == invariant, str(caught.value)
