@@ -145,7 +145,9 @@ async def wake_on_spec_change(
 logging.getLogger("kopf.objects").addFilter(QuietSuccessFilter(WAKEUP_HANDLER_ID))
 
 
-@kopf.daemon(*RESOURCE, when=needs_driving, cancellation_timeout=30.0)
+# cancellation_backoff: once the filter turns False (the cycle's own status write settled the rollout),
+# kopf sets `stopped` and waits before cancelling, so the cycle in flight still posts its Events.
+@kopf.daemon(*RESOURCE, when=needs_driving, cancellation_backoff=10.0, cancellation_timeout=30.0)
 async def drive(
     *,
     body: kopf.Body,

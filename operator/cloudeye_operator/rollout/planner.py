@@ -356,6 +356,11 @@ class _Planner:
         repaired: list[str] = []
         resolved = self.prior.resolved_version
         timeout = spec.strategy.verify_timeout_seconds
+        if timeout == 0:  # the task's word is taken: a repair whose task SUCCEEDED is done
+            for iid in [i for i in book.moved if i in book.by_state[InstanceState.SUCCEEDED]]:
+                if book.instances[iid].drift is not None:
+                    book.set(iid, drift=None)
+                    repaired.append(iid)
         for iid in book.ids_in(InstanceState.VERIFYING):
             rec = book.instances[iid]
             rolling = rec.action is InvocationType.ROLLBACK

@@ -269,3 +269,17 @@ def test_versions_compare_as_dotted_numbers() -> None:
     assert not newer("2.7.2", "2.7.2")
     assert not newer("2.6.9", "2.7.0")
     assert not newer("2.7.x", "2.6.0")  # not comparable: nothing assumed
+
+
+def test_a_repair_taken_on_the_tasks_word_is_counted_as_repaired() -> None:
+    sim = _sim(2, strategy={"verifyTimeoutSeconds": 0})
+    _converge(sim)
+    sim.cloud.sick[I[0]] = STOPPED
+    sim.cycle(at(400))
+    del sim.cloud.sick[I[0]]
+    sim.cloud.finish([I[0]], "SUCCEEDED")
+    p = sim.cycle(at(415))
+    assert p.drift.repaired == (I[0],)
+    assert sim.status.instances[I[0]].drift is None
+    assert sim.status.drift_repaired == 1
+    assert cond(sim.status, "Ready") == ("True", "Succeeded")
