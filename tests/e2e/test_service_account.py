@@ -301,14 +301,16 @@ def test_a_rotated_secret_is_used_at_the_next_cycle(h: Harness) -> None:
     assert stalled is not None
     assert "HTTP 401" in stalled["message"], stalled
     assert h.tasks_of(ids) == []
-    assert h.cloud.get("/_emulator/stats")["list"].get("401", 0) >= 1  # the cloud refused it, for real
+    # The cloud refused it, for real: at the cycle's first call (the look at the agents before listing).
+    stats = h.cloud.get("/_emulator/stats")
+    assert sum(stats.get(call, {}).get("401", 0) for call in ("agent_status", "list")) >= 1, stats
 
     h.secret(NS, "creds-rotated", {"token": CREDS.token})
     rotated_at = time.monotonic()
     obj = h.ready(NS, "rotated", timeout=REFUSED_WAIT + 30)
     waited = time.monotonic() - rotated_at
     # The next cycle read the Secret again: the same process (one start), the same generation (no spec
-    # edit woke it). A wrong token is refused at the cycle's first call, the listing, before any
+    # edit woke it). A wrong token is refused at the cycle's first call (the look at the agents), before any
     # create: the rollout is held by the stall's retry (REFUSED_WAIT), not by a
     # status.apiError hold (which a new credentials tag would lift at once), so that is the wait.
     assert waited < REFUSED_WAIT + 15, waited
