@@ -230,7 +230,6 @@ def test_a_succeeded_task_whose_agent_never_comes_up_is_a_failure(
     assert all(e["type"] == "Warning" for e in unverified), unverified
     assert "fault-0001" in messages(unverified), messages(unverified)
     assert "ok-0001" not in messages(unverified), messages(unverified)
-    assert task_table(emulator) == {"fault-0001": [OK], "ok-0001": [OK]}, task_table(emulator)
 
 
 def test_an_unverified_server_is_retried_as_a_new_task_and_succeeds(
@@ -284,14 +283,7 @@ def test_an_unverified_server_is_retried_as_a_new_task_and_succeeds(
 # --- 2. drift repaired -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "verify",
-    [
-        30,
-        0,
-    ],
-    ids=["verified", "task-word"],
-)
+@pytest.mark.parametrize("verify", [30, 0], ids=["verified", "task-word"])
 def test_a_downgraded_agent_is_repaired_without_a_spec_change(
     cluster: ControlPlane, emulator: Emulator, operator: Operator, watch: RolloutWatch, verify: int
 ) -> None:
