@@ -75,6 +75,10 @@ def next_drift_check(spec: RolloutSpec, status: RolloutStatus) -> datetime | Non
 
 
 def drift_check_due(spec: RolloutSpec, status: RolloutStatus, now: datetime) -> bool:
+    """Not while the spec asks for a new revision: its servers are judged by the new revision's work
+    (a check against the new version would report every server as drifted, then reset them)."""
+    if status.revision_key != spec.revision_key:
+        return False
     due = next_drift_check(spec, status)
     return due is not None and due <= now
 

@@ -283,3 +283,14 @@ def test_a_repair_taken_on_the_tasks_word_is_counted_as_repaired() -> None:
     assert sim.status.instances[I[0]].drift is None
     assert sim.status.drift_repaired == 1
     assert cond(sim.status, "Ready") == ("True", "Succeeded")
+
+
+def test_no_drift_check_while_the_spec_asks_for_a_new_revision() -> None:
+    """A new version is the new revision's work, not drift: no DriftFound for every server."""
+    sim = _sim(2)
+    _converge(sim)
+    sim.spec, sim.generation = make_spec(I[:2], version="2.8.0"), 2
+    assert not drift_check_due(sim.spec, sim.status, at(400))
+    p = sim.cycle(at(400))
+    assert "DriftFound" not in reasons(p)
+    assert sim.status.drift_found is None
