@@ -86,6 +86,7 @@ import logging
 import multiprocessing
 import os
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -1250,6 +1251,7 @@ class Simulation:
         if self.outage is not None:
             self._set_faults()
         written = self.process.written.get(store.name)
+        events: list[tuple[str, str]] = []
         rollout = Rollout(
             namespace=NAMESPACE,
             name=store.name,
@@ -1257,7 +1259,7 @@ class Simulation:
             spec=self._spec(store),
             status=written if written is not None else copy.deepcopy(store.status),
             write_status=self._writer(store),
-            post_event=lambda kind, reason, message: None,
+            post_event=lambda kind, reason, message: events.append((reason, message)),
             claimed_elsewhere=self._claimed(store),
             repair_excluded=store.excluded,
         )
@@ -1289,10 +1291,30 @@ class Simulation:
                 "I2-patches",
                 "the status the cycle returned differs from the one its merge patches built on the server",
             )
+        self._findings_are_held(store, events)
         if not self.driven(store):  # the daemon stops; kopf starts a new one on an edit
             self.process.written.pop(store.name, None)
             self.process.deps.forget(NAMESPACE, store.name)
         return f"requeue {result.requeue_after}"
+
+    def _findings_are_held(self, store: Store, events: list[tuple[str, str]]) -> None:
+        """A DriftFound event names servers the status the cycle wrote holds off the declared state (its
+        record keeps the finding while it is DRIFTED or repaired): a finding the same cycle threw away
+        (a new revision resets every server) is a false alarm, and it counts in status.driftFound."""
+        for reason, message in events:
+            if reason != "DriftFound":
+                continue
+            records = store.status.get("instances") or {}
+            named = re.findall(r"(srv-\d{4}): ", message)
+            unfounded = [iid for iid in named if not (records.get(iid) or {}).get("drift")]
+            if unfounded:
+                states = {iid: (records.get(iid) or {}).get("state") for iid in unfounded}
+                raise Violation(
+                    "I3-drift-event-unfounded",
+                    f"{store.name}: Warning DriftFound {message!r}, but the status this cycle wrote "
+                    f"holds no finding for {states} (revision {store.status.get('revision')}, "
+                    f"{store.status.get('revisionKey')}; driftFound {store.status.get('driftFound')})",
+                )
 
     @staticmethod
     def driven(store: Store) -> bool:
