@@ -38,9 +38,9 @@ from cloudeye_operator.rollout.status import (
 )
 
 REMAINING: Final = (*NOT_STARTED, *HELD_FAILURES, InstanceState.RETRY_WAIT)
+"""States of instances that still have work ahead (unless the rollout stops starting work)."""
 REPAIRING: Final = (*IN_FLIGHT, *HELD_FAILURES, InstanceState.GAVE_UP)
 """States a server found drifted passes through until it is back (its record keeps `drift`)."""
-"""States of instances that still have work ahead (unless the rollout stops starting work)."""
 
 MAX_IDS_IN_MESSAGE: Final = 5
 
