@@ -126,6 +126,9 @@ class OperatorSettings(BaseSettings):
     )
     endpoint: str | None = Field(default=None, description="Cloud Eye endpoint override (emulator, proxy)")
     iam_endpoint: str | None = Field(default=None, description="IAM endpoint override for password auth")
+    ecs_endpoint: str | None = Field(
+        default=None, description="ECS endpoint override for selectors (else CLOUDEYE_ENDPOINT when set)"
+    )
     ca_bundle: Path | None = Field(default=None, description="CA bundle for TLS verification")
 
     token: SecretStr | None = None
@@ -141,6 +144,7 @@ class OperatorSettings(BaseSettings):
     create_rate: float = Field(default=5.0, gt=0, description="batch-create requests per second")
     list_rate: float = Field(default=20.0, gt=0, description="list requests per second")
     agent_status_rate: float = Field(default=10.0, gt=0, description="agent-status requests per second")
+    servers_rate: float = Field(default=10.0, gt=0, description="ECS server-listing requests per second")
     request_timeout: float = Field(default=30.0, gt=0)
     post_events: bool = True
     peering_lifetime: int = Field(

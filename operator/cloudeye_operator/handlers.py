@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from cloudeye_operator.logging_setup import QuietSuccessFilter
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
 from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
 from cloudeye_operator.rollout.drift import followed_for_drift, repair_excluded
+from cloudeye_operator.rollout.selection import followed_for_selection
 from cloudeye_operator.rollout.status import RolloutStatus, settled
 from cloudeye_operator.sessions import ClientPool
 
@@ -96,11 +97,13 @@ def rollout_claims(
 
 def needs_driving(body: kopf.Body, **_: Any) -> bool:
     """The daemon runs unless the rollout is settled (rollout.status.settled) with no drift checks to
-    make (rollout.drift.followed_for_drift)."""
+    make (rollout.drift.followed_for_drift) and no selector to resolve again
+    (rollout.selection.followed_for_selection)."""
     status = body.get("status") or {}
     if not settled(status, body.metadata.get("generation")):
         return True
-    return followed_for_drift(body.get("spec") or {}, status)
+    spec = body.get("spec") or {}
+    return followed_for_selection(spec) or followed_for_drift(spec, status)
 
 
 @kopf.on.event(*RESOURCE, id=WAKEUP_HANDLER_ID)
@@ -178,9 +181,11 @@ async def drive(
         while not stopped:
             wakeup.clear()
             spec = dict(body.get("spec") or {})
-            ids = [e["id"] for e in spec.get("instances") or [] if isinstance(e, Mapping) and "id" in e]
             created = str(body.metadata.get("creationTimestamp", ""))
-            claimed = claimed_elsewhere(me, created, ids, claims)
+
+            def claims_on(ids: Sequence[str], created: str = created) -> dict[str, str]:
+                return claimed_elsewhere(me, created, ids, claims)
+
             rollout = Rollout(
                 namespace=namespace,
                 name=name,
@@ -189,7 +194,7 @@ async def drive(
                 status=written if written is not None else dict(body.get("status") or {}),
                 write_status=write_status,
                 post_event=post_event,
-                claimed_elsewhere=claimed,
+                claims_on=claims_on,
                 repair_excluded=repair_excluded(body.metadata.annotations),
             )
             try:

@@ -29,6 +29,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from cloudeye_operator.cloudeye.client import Endpoint
 from cloudeye_operator.rollout import ActionOutcome, InstanceState, RolloutStatus, TaskAction, Verb
 from cloudeye_operator.rollout.report import Drift
+from cloudeye_operator.rollout.status import unlisted_counts
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,9 @@ def reconcile_timer() -> Iterator[None]:
 def set_rollout_instances(namespace: str, name: str, status: Mapping[str, Any] | None) -> None:
     """Set the per-state gauge of one rollout from its status as Kubernetes holds it."""
     instances = (status or {}).get("instances") or {}
-    _set_states(namespace, name, (str(r.get("state")) for r in instances.values() if isinstance(r, Mapping)))
+    counts = Tally(str(r.get("state")) for r in instances.values() if isinstance(r, Mapping))
+    counts.update(unlisted_counts((status or {}).get("summary") or {}, counts))  # a selector rollout's
+    _set_counts(namespace, name, counts)
 
 
 def set_rollout_summary(namespace: str, name: str, status: RolloutStatus) -> None:
@@ -136,7 +139,10 @@ def set_rollout_summary(namespace: str, name: str, status: RolloutStatus) -> Non
 
 
 def _set_states(namespace: str, name: str, states: Iterable[str]) -> None:
-    counts = Tally(states)
+    _set_counts(namespace, name, Tally(states))
+
+
+def _set_counts(namespace: str, name: str, counts: Mapping[str, int]) -> None:
     for state in STATES:  # every state, zeros included
         INSTANCES.labels(namespace, name, state).set(counts.get(state, 0))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,9 +46,10 @@ from cloudeye_operator.rollout import (
     status_patch,
 )
 from cloudeye_operator.rollout.diff import status_patch_between
-from cloudeye_operator.rollout.drift import agents_to_query, already_current, precheck_ids
+from cloudeye_operator.rollout.drift import agents_to_query, already_current, precheck_ids, precheck_version
 from cloudeye_operator.rollout.observation import NOT_REPORTED, AgentHealth
 from cloudeye_operator.rollout.polling import TaskCounts, listing_worth_it
+from cloudeye_operator.rollout.selection import Membership, Resolution, members, membership, resolution_due
 from cloudeye_operator.sessions import ClientPool, CloudTarget
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ class Memory:
     """Whole-project listings shared by the rollouts of a project (see listings.py)."""
     specs: dict[str, tuple[int, RolloutSpec]] = field(default_factory=dict)
     """The parsed spec of each rollout (namespace/name) with the generation it was parsed at."""
+    resolutions: dict[str, Resolution] = field(default_factory=dict)
+    """What each selector rollout's selector last resolved to."""
+    member_specs: dict[str, tuple[RolloutSpec, tuple[str, ...], RolloutSpec]] = field(default_factory=dict)
+    """A selector rollout's spec with its servers as instances: (parsed spec, servers, that spec),
+    rebuilt only when either changes (100,000 servers)."""
 
 
 @dataclass
@@ -98,6 +104,8 @@ class Deps:
         hold on a Cloud Eye client."""
         ref = rollout_ref(namespace, name)
         self.memory.specs.pop(ref, None)
+        self.memory.resolutions.pop(ref, None)
+        self.memory.member_specs.pop(ref, None)
         self.memory.listings.forget(ref)
         self.pool.release(ref)
 
@@ -120,6 +128,9 @@ class Rollout:
     write_status: StatusWriter
     post_event: EventPoster
     claimed_elsewhere: Mapping[str, str] = field(default_factory=dict)
+    claims_on: Callable[[Sequence[str]], Mapping[str, str]] | None = None
+    """Server ids -> the other rollout that goes first on each (claims.claimed_elsewhere); given, it is
+    asked once the cycle knows its servers (a selector's), and `claimed_elsewhere` is not used."""
     repair_excluded: frozenset[str] = frozenset()
     """Servers a drift check reports but never repairs (drift.REPAIR_EXCLUDE_ANNOTATION)."""
 
@@ -182,10 +193,16 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
         credentials = await _credentials(spec, rollout.namespace, deps)
         stage = Stage.CLIENT
         client = await deps.pool.get(target, credentials, ref)
+        selection = None
+        if spec.selector is not None:
+            stage = Stage.SERVERS
+            spec, selection = await _select(client, spec, status, deps.memory, ref, now)
         stage = Stage.AGENTS
         looked = await _look_at_agents(client, precheck_ids(spec, status))
         stage = Stage.OBSERVE
-        observed = await _observe(client, spec, status, target, deps, ref, already_current(spec, looked))
+        observed = await _observe(
+            client, spec, status, target, deps, ref, already_current(precheck_version(spec, status), looked)
+        )
         stage = Stage.AGENTS
         observed = await _observe_agents(client, spec, status, observed, now, looked)
     except Exception as error:
@@ -203,15 +220,17 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
 
     faulthooks.reach("after-observe")
     credentials_tag = tag(credentials)
+    claimed = rollout.claimed_elsewhere if rollout.claims_on is None else rollout.claims_on(spec.instance_ids)
     result = plan(
         spec,
         rollout.generation,
         status,
         observed,
         now,
-        claimed_elsewhere=rollout.claimed_elsewhere,
+        claimed_elsewhere=claimed,
         credentials=credentials_tag,
         repair_excluded=rollout.repair_excluded,
+        selection=selection,
     )
     metrics.record_drift(result.drift)
     del observed  # the listing's tasks: not held across the awaits below (50 rollouts cycle at once)
@@ -253,6 +272,32 @@ def _spec(rollout: Rollout, deps: Deps, ref: str) -> RolloutSpec:
     spec = RolloutSpec.parse(rollout.spec)
     deps.memory.specs[ref] = (rollout.generation, spec)
     return spec
+
+
+async def _select(
+    client: CloudEyeClient,
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    memory: Memory,
+    ref: str,
+    now: datetime,
+) -> tuple[RolloutSpec, Membership]:
+    """The selector's servers (resolved again when due: ceil(N/1000) ECS calls), and the spec with them
+    as its instances."""
+    assert spec.selector is not None
+    previous = memory.resolutions.get(ref)
+    current = previous
+    if current is None or resolution_due(spec, previous, now):
+        servers = await client.list_servers(spec.selector.query())
+        current = memory.resolutions[ref] = Resolution(spec.selector, tuple(s.id for s in servers), now)
+    acted_on = tuple(members(current.ids, status))
+    cached = memory.member_specs.get(ref)
+    if cached is not None and cached[0] is spec and cached[1] == acted_on:
+        with_members = cached[2]
+    else:
+        with_members = spec.with_members(acted_on)
+        memory.member_specs[ref] = (spec, acted_on, with_members)
+    return with_members, membership(spec, status, current, previous, acted_on)
 
 
 def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget:

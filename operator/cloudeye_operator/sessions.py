@@ -104,11 +104,13 @@ class ClientPool:
             project_id=target.project_id,
             region=target.region,
             endpoint=target.endpoint,
+            ecs_endpoint=s.ecs_endpoint,
             timeout=httpx.Timeout(s.request_timeout, connect=min(5.0, s.request_timeout)),
             requests_per_second={
                 Endpoint.BATCH_CREATE: s.create_rate,
                 Endpoint.LIST: s.list_rate,
                 Endpoint.AGENT_STATUS: s.agent_status_rate,
+                Endpoint.SERVERS: s.servers_rate,
             },
             verify=str(s.ca_bundle) if s.ca_bundle else True,
         )

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudeye_operator import kube
-from cloudeye_operator.rollout.status import STATE_TRAITS
+from cloudeye_operator.rollout.status import STATE_TRAITS, unlisted_counts
 
 # From the table of state traits, by raw value (the view reads objects as Kubernetes holds them): a
 # state this operator does not know (a newer operator's) gets no style and is not listed as trouble.
@@ -58,6 +58,8 @@ def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
         for record in instances.values():
             state = str(record.get("state", "WAITING"))
             counts[state] = counts.get(state, 0) + 1
+        for state, count in unlisted_counts(summary, counts).items():
+            counts[state] = counts.get(state, 0) + count
         states = Text()
         for state in sorted(counts, key=lambda s: (-counts[s], s)):
             states.append(f"{state.lower()} {counts[state]}  ", style=STATE_STYLES.get(state, ""))
@@ -92,6 +94,9 @@ def render(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
             )
         if len(trouble) > MAX_TROUBLE_LINES:
             notes.append(Text(f"  ... and {len(trouble) - MAX_TROUBLE_LINES} more in {name}", style="dim"))
+        selection = selection_line(status)
+        if selection:
+            notes.append(Text(f"  {name} selector: {selection}", style="dim"))
         agents = agents_line(status)
         if agents:
             notes.append(Text(f"  {name} agents: {agents}", style="dim"))
@@ -118,6 +123,23 @@ def agents_line(status: Mapping[str, Any]) -> str:
         drifted = int((status.get("summary") or {}).get("drifted") or 0)
         tail = f", {drifted} not repaired" if drifted else ""
         parts.append(f"drift found on {found} server(s), repaired {repaired}{tail}")
+    return "; ".join(parts)
+
+
+def selection_line(status: Mapping[str, Any]) -> str:
+    """A selector rollout's fleet: e.g. "12 servers matched at 2026-12-01T10:02:11Z; 2 joined, 1 left";
+    empty for a rollout that lists its servers."""
+    selection = status.get("selection")
+    if not isinstance(selection, Mapping):
+        return ""
+    parts = [f"{int(selection.get('matched') or 0)} server(s) matched at {selection.get('resolvedAt', '?')}"]
+    moved = [
+        f"{int(selection[key])} {word}"
+        for key, word in (("joined", "joined"), ("left", "left"), ("leaving", "leaving (task in flight)"))
+        if selection.get(key)
+    ]
+    if moved:
+        parts.append(", ".join(moved))
     return "; ".join(parts)
 
 

@@ -104,9 +104,10 @@ def load_example(path: Path) -> dict[str, Any]:
 
 
 def minimal(**spec: Any) -> dict[str, Any]:
-    """A valid AgentRollout with `spec` overriding the minimal one."""
+    """A valid AgentRollout with `spec` overriding the minimal one (a None value removes the field)."""
     base: dict[str, Any] = {"action": "INSTALL", "instances": [{"id": "ecs-0001"}]}
     base.update(spec)
+    base = {key: value for key, value in base.items() if value is not None}
     return {
         "apiVersion": "cloudeye.dev/v1alpha1",
         "kind": "AgentRollout",
@@ -275,6 +276,7 @@ def test_status_is_typed_not_preserved() -> None:
         "driftCheckedAt",
         "driftFound",
         "driftRepaired",
+        "selection",
     }
 
 
@@ -299,9 +301,17 @@ def test_list_types() -> None:
 SPEC_FIELDS = {
     # path: (type, required among its siblings)
     "spec.action": ("string", True),
-    "spec.instances": ("array", True),
+    "spec.instances": ("array", False),
     "spec.instances.[].id": ("string", True),
     "spec.instances.[].type": ("string", False),
+    "spec.selector": ("object", False),
+    "spec.selector.tags": ("object", False),
+    "spec.selector.tags.{}": ("string", False),
+    "spec.selector.enterpriseProjectId": ("string", False),
+    "spec.selector.name": ("string", False),
+    "spec.selector.status": ("string", False),
+    "spec.selector.type": ("string", False),
+    "spec.selector.intervalSeconds": ("integer", False),
     "spec.versionType": ("string", False),
     "spec.version": ("string", False),
     "spec.cloud": ("object", False),
@@ -349,6 +359,9 @@ def test_no_undocumented_spec_fields() -> None:
 
 
 DEFAULTS = {
+    "spec.selector.status": "ACTIVE",
+    "spec.selector.type": "ECS",
+    "spec.selector.intervalSeconds": 300,
     "spec.strategy": {},
     "spec.strategy.maxInFlight": 100,
     "spec.strategy.maxFailures": 0,
@@ -639,6 +652,10 @@ def test_printer_column_paths_exist(column: dict[str, Any]) -> None:
 
 CEL_RULES = {
     # (schema path, message) -> a fragment of the rule
+    ("spec", "exactly one of instances or selector is required"): "has(self.instances) != has(self.selector)",
+    ("spec", "selector is not allowed with action ROLLBACK"): "self.action != 'ROLLBACK'",
+    ("spec.selector", "selector needs at least one of tags"): "has(self.enterpriseProjectId)",
+    ("spec.selector.tags", "tag keys must be 1 to 128 characters"): "size(k) <= 128",
     ("spec", "versionType is only allowed with action INSTALL or UPDATE"): "!has(self.versionType)",
     ("spec", "version is only allowed with action INSTALL or UPDATE"): "!has(self.version)",
     ("spec", "strategy.rollbackOnFailure is only allowed with action UPDATE"): "self.action == 'UPDATE'",
@@ -702,7 +719,9 @@ def test_cel_rule_cost_does_not_grow_with_the_fleet(path: str, rule: dict[str, A
     # runs once per element. None of ours is; and none iterates over a list.
     assert ".[]" not in path, path
     assert ".{}" not in path, path
-    assert not re.search(r"\.(all|exists|exists_one|map|filter)\(", rule["rule"]), rule["rule"]
+    if re.search(r"\.(all|exists|exists_one|map|filter)\(", rule["rule"]):
+        # Only over a small bounded map (a selector's tags, at most 20), never over the fleet.
+        assert node(path).get("maxProperties", 10**9) <= 20, (path, rule["rule"])
 
 
 # --- Validation of manifests with jsonschema ------------------------------------------------------
@@ -731,8 +750,9 @@ def test_the_defaults_are_valid() -> None:
             assert not list(jsonschema.Draft4Validator(sub).iter_errors(sub["default"])), path
 
 
-def test_there_are_three_examples() -> None:
-    assert [p.name for p in EXAMPLES] == ["install-fleet.yaml", "rollback.yaml", "update-canary.yaml"]
+def test_there_are_four_examples() -> None:
+    names = [p.name for p in EXAMPLES]
+    assert names == ["install-fleet.yaml", "rollback.yaml", "telescope-fleet.yaml", "update-canary.yaml"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -900,7 +920,6 @@ INVALID_SPECS = [
     ("action", ..., "missing action"),
     ("action", "RETRY", "RETRY is the operator's business, not the user's"),
     ("action", "install", "enums are case-sensitive"),
-    ("instances", ..., "missing instances"),
     ("instances", [], "no instances"),
     ("instances", [{"id": "ecs_0001"}], "bad id: underscore"),
     ("instances", [{"id": ""}], "bad id: empty"),
@@ -1121,6 +1140,13 @@ def test_example_passes_the_cel_rules(path: Path) -> None:
         {"action": "INSTALL", "strategy": {"maxInFlight": "1%", "maxFailures": "100%"}},
         {"action": "INSTALL", "strategy": {"pollIntervalSeconds": 3600, "progressDeadlineSeconds": 3601}},
         {"action": "INSTALL", "cloud": {"region": "la-south-2"}},
+        {"action": "INSTALL", "instances": None, "selector": {"tags": {"monitoring": "telescope"}}},
+        {
+            "action": "UPDATE",
+            "instances": None,
+            "selector": {"enterpriseProjectId": "0", "status": "SHUTOFF"},
+        },
+        {"action": "UPDATE", "instances": None, "selector": {"name": "web-", "tags": {"env": ""}}},
     ],
     ids=str,
 )
@@ -1162,6 +1188,20 @@ CEL_REJECTS = [
         ".spec.cloud.region: Cloud Eye agent maintenance tasks are not",
     ),
     ({"cloud": {"region": "sa-peru-1"}}, ".spec.cloud.region: Cloud Eye agent maintenance tasks are not"),
+    ({"instances": None}, ".spec: exactly one of instances or selector is required"),
+    ({"selector": {"tags": {"a": "b"}}}, ".spec: exactly one of instances or selector is required"),
+    (
+        {"action": "ROLLBACK", "instances": None, "selector": {"tags": {"a": "b"}}},
+        ".spec.selector: selector is not allowed with action ROLLBACK",
+    ),
+    (
+        {"instances": None, "selector": {"status": "ACTIVE"}},
+        ".spec.selector: selector needs at least one of tags",
+    ),
+    (
+        {"instances": None, "selector": {"tags": {"": "b"}}},
+        ".spec.selector.tags: tag keys must be 1 to 128",
+    ),
 ]
 
 

@@ -63,10 +63,21 @@ from cloudeye_operator.rollout.status import (
     Intent,
     Phase,
     RolloutStatus,
+    SelectionStatus,
     Summary,
     summarize,
 )
-from tests.unit.rollout._sim import Cloud, Sim, at, make_spec, task, task_actions
+from tests.unit.rollout._sim import (
+    Cloud,
+    Fleet,
+    SelectorSim,
+    Sim,
+    at,
+    make_spec,
+    selector_spec,
+    task,
+    task_actions,
+)
 
 from .test_crd_schema import (
     EXAMPLES,
@@ -406,6 +417,24 @@ def _verify_and_drift(seen: list[RolloutStatus]) -> None:
     drive(sim3, at(415), seen)  # repaired (driftRepaired)
 
 
+def _selector(seen: list[RolloutStatus]) -> None:
+    """A selector rollout: a server tagged later joins, one untagged mid-task is followed (leaving),
+    then leaves."""
+    fleet = Fleet()
+    fleet.tag("ecs-s1", "ecs-s2")
+    sim = SelectorSim(selector_spec(selector={"intervalSeconds": 60}), fleet)
+    sim.cycle(at(0))
+    seen.append(sim.status)
+    fleet.tag("ecs-s3")
+    fleet.untag("ecs-s2")
+    sim.cycle(at(60))  # s3 joins; s2 leaving, its task in flight
+    seen.append(sim.status)
+    sim.cloud.finish(["ecs-s1", "ecs-s2", "ecs-s3"], "SUCCEEDED")
+    sim.cycle(at(75))
+    sim.cycle(at(90))  # s2 left
+    seen.append(sim.status)
+
+
 @functools.cache
 def planner_statuses() -> tuple[RolloutStatus, ...]:
     seen: list[RolloutStatus] = []
@@ -417,6 +446,7 @@ def planner_statuses() -> tuple[RolloutStatus, ...]:
         _deadline,
         _secret_missing,
         _verify_and_drift,
+        _selector,
     ):
         scenario(seen)
     return tuple(seen)
@@ -484,6 +514,13 @@ def full_status() -> RolloutStatus:
             "drift_checked_at": next(s.drift_checked_at for s in seen if s.drift_checked_at),
             "drift_found": next(s.drift_found for s in seen if s.drift_found),
             "drift_repaired": next(s.drift_repaired for s in seen if s.drift_repaired),
+            "selection": SelectionStatus(
+                matched=3,
+                resolved_at=at(60),
+                joined=next(s.selection.joined for s in seen if s.selection and s.selection.joined),
+                left=next(s.selection.left for s in seen if s.selection and s.selection.left),
+                leaving=next(s.selection.leaving for s in seen if s.selection and s.selection.leaving),
+            ),
         }
     )
 

@@ -182,13 +182,14 @@ def is_ready(obj: dict[str, Any]) -> bool:
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
-def manifest(name: str, ids: list[str], action: str = "UPDATE", **spec: Any) -> str:
-    """An AgentRollout as JSON for `kubectl apply -f -`."""
+def manifest(name: str, ids: list[str] | None, action: str = "UPDATE", **spec: Any) -> str:
+    """An AgentRollout as JSON for `kubectl apply -f -` (ids None: a selector rollout, `selector=`)."""
+    servers = {} if ids is None else {"instances": [{"id": i} for i in ids]}
     body: dict[str, Any] = {
         "apiVersion": "cloudeye.dev/v1alpha1",
         "kind": "AgentRollout",
         "metadata": {"name": name},
-        "spec": {"action": action, "instances": [{"id": i} for i in ids], **spec},
+        "spec": {"action": action, **servers, **spec},
     }
     return json.dumps(body)
 

@@ -90,3 +90,23 @@ def test_agent_health_per_server_and_the_drift_found_and_repaired() -> None:
     assert "telescope running 2.7.2" in rows["srv-1"]
     assert "uniagent silent, telescope stopped 2.7.2" in rows["srv-2"]
     assert "uniagent running, telescope stopped" in rows["srv-3"]
+
+
+def test_a_selector_rollout_shows_the_servers_it_counts_but_does_not_list() -> None:
+    fleet = {
+        "metadata": {"name": "fleet", "namespace": "prod", "generation": 1},
+        "spec": {"action": "INSTALL", "version": "2.7.2", "selector": {"tags": {"monitoring": "telescope"}}},
+        "status": {
+            "observedGeneration": 1,
+            "summary": {"total": 1000, "succeeded": 900, "inFlight": 1, "pending": 99},
+            "instances": {"srv-1": {"state": "RUNNING", "invocationId": "t1"}},
+            "selection": {"matched": 1000, "resolvedAt": "2026-12-01T10:02:11Z", "joined": 3, "left": 1},
+            "conditions": [{"type": "Ready", "status": "False", "reason": "Progressing"}],
+        },
+    }
+    text = _text([fleet])
+    assert "succeeded 900" in text
+    assert "waiting 99" in text
+    assert "running 1" in text
+    assert "900/1000" in text
+    assert "1000 server(s) matched at 2026-12-01T10:02:11Z; 3 joined, 1 left" in text

@@ -52,7 +52,6 @@ from cloudeye_operator.cloudeye.models import (
     InvocationTarget,
     InvocationType,
     ListAgentStatusResponse,
-    ListedPage,
     ListedTask,
     ListInvocationsQuery,
     Origin,
@@ -60,7 +59,14 @@ from cloudeye_operator.cloudeye.models import (
     VersionType,
     parse_list_page,
 )
-from cloudeye_operator.cloudeye.regions import ces_endpoint, check_region
+from cloudeye_operator.cloudeye.regions import ces_endpoint, check_region, ecs_endpoint
+from cloudeye_operator.cloudeye.servers import (
+    MAX_SERVERS_PER_PAGE,
+    ListedServer,
+    ServerQuery,
+    ServersPage,
+    select,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +84,27 @@ class Endpoint(StrEnum):
     LIST = "list"
     AGENT_STATUS = "agent_status"
     """POST .../agent-status/batch-query (ListAgentStatus)."""
+    SERVERS = "servers"
+    """ECS GET /v1/{project_id}/cloudservers/detail (ListServersDetails), for selectors."""
 
 
 DEFAULT_REQUESTS_PER_SECOND: Final[dict[Endpoint, float]] = {
     Endpoint.BATCH_CREATE: 5.0,
     Endpoint.LIST: 20.0,
     Endpoint.AGENT_STATUS: 10.0,
+    Endpoint.SERVERS: 10.0,
 }
 
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    """Where and how to talk to Cloud Eye. `endpoint` overrides the one derived from `region`."""
+    """Where and how to talk to Cloud Eye. `endpoint` overrides the one derived from `region`;
+    `ecs_endpoint` the ECS one (else `endpoint` when set: an emulator or a gateway serves both)."""
 
     project_id: str
     region: str | None = None
     endpoint: str | None = None
+    ecs_endpoint: str | None = None
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     requests_per_second: dict[Endpoint, float] = field(
         default_factory=lambda: dict(DEFAULT_REQUESTS_PER_SECOND)
@@ -116,6 +127,15 @@ class ClientSettings:
         if self.region is None:
             raise RequestValidationError("region", "either a region or an endpoint is required")
         return ces_endpoint(self.region)
+
+    def ecs_base_url(self) -> str:
+        if self.ecs_endpoint:
+            return self.ecs_endpoint.rstrip("/")
+        if self.endpoint:
+            return self.endpoint.rstrip("/")
+        if self.region is None:
+            raise RequestValidationError("region", "either a region or an endpoint is required")
+        return ecs_endpoint(check_region(self.region))
 
 
 @dataclass(slots=True)
@@ -340,24 +360,7 @@ class CloudEyeClient:
         while True:
             params = query.model_copy(update={"offset": offset}).to_params()
 
-            async def attempt(params: dict[str, str] = params) -> ListedPage:
-                try:
-                    response = await self._send(Endpoint.LIST, "GET", path, params=params)
-                except httpx.TransportError as exc:
-                    raise _Retryable(TransportError(f"list: {type(exc).__name__}")) from None
-                self._raise_for_status(response, Endpoint.LIST)
-                try:
-                    return parse_list_page(response.content)
-                except ValidationError as exc:
-                    error = ApiError(
-                        response.status_code,
-                        None,
-                        f"malformed list response: {exc.error_count()} problem(s)",
-                        endpoint=Endpoint.LIST.value,
-                    )
-                    raise _Retryable(error) from None
-
-            page = await self._with_retries(Endpoint.LIST, attempt)
+            page = await self._read(Endpoint.LIST, "GET", path, parse_list_page, "list", params=params)
             yield page.invocations, page.count
             offset += len(page.invocations)
             if not page.invocations or offset >= page.count:
@@ -436,26 +439,80 @@ class CloudEyeClient:
         body = query.to_wire()
         path = f"/v3/{self.settings.project_id}/agent-status/batch-query"
 
-        async def attempt() -> list[AgentStatusInfo]:
-            try:
-                response = await self._send(Endpoint.AGENT_STATUS, "POST", path, json=body)
-            except httpx.TransportError as exc:
-                raise _Retryable(TransportError(f"agent_status: {type(exc).__name__}")) from None
-            self._raise_for_status(response, Endpoint.AGENT_STATUS)
-            try:
-                return ListAgentStatusResponse.model_validate_json(response.content).agent_status
-            except ValidationError as exc:
-                error = ApiError(
-                    response.status_code,
-                    None,
-                    f"malformed agent-status response: {exc.error_count()} problem(s)",
-                    endpoint=Endpoint.AGENT_STATUS.value,
-                )
-                raise _Retryable(error) from None
+        answer = await self._read(
+            Endpoint.AGENT_STATUS,
+            "POST",
+            path,
+            ListAgentStatusResponse.model_validate_json,
+            "agent-status",
+            json=body,
+        )
+        return answer.agent_status
 
-        return await self._with_retries(Endpoint.AGENT_STATUS, attempt)
+    # --- ECS servers (selectors) ----------------------------------------------------------------
+
+    async def iter_servers(
+        self, query: ServerQuery, *, page_size: int = MAX_SERVERS_PER_PAGE
+    ) -> AsyncIterator[tuple[list[ListedServer], int]]:
+        """Yield (page, count) for every page of ECS ListServersDetails, page numbers from 1 until
+        `count` servers are in (or a page comes back short). Not filtered further: see `list_servers`."""
+        if not 1 <= page_size <= MAX_SERVERS_PER_PAGE:
+            raise RequestValidationError("limit", f"must be 1 to {MAX_SERVERS_PER_PAGE}")
+        try:
+            query.check()
+        except ValueError as exc:
+            raise RequestValidationError("selector", str(exc)) from None
+        url = f"{self.settings.ecs_base_url()}/v1/{self.settings.project_id}/cloudservers/detail"
+        seen, page_number = 0, 1
+        while True:
+            params = query.params(page_number, page_size)
+
+            page = await self._read(
+                Endpoint.SERVERS, "GET", url, ServersPage.model_validate_json, "server listing", params=params
+            )
+            servers = page.listed()
+            yield servers, page.count
+            seen += len(servers)
+            if len(servers) < page_size or seen >= page.count:
+                return
+            page_number += 1
+
+    async def list_servers(self, query: ServerQuery) -> list[ListedServer]:
+        """Every ECS server matching `query` (every tag checked here), each once: ceil(N/1000) calls."""
+        found: list[ListedServer] = []
+        async for page, _ in self.iter_servers(query):
+            found.extend(page)
+        return select(found, query)
 
     # --- plumbing -------------------------------------------------------------------------------
+
+    async def _read(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        url: str,
+        parse: Callable[[bytes], T],
+        what: str,
+        **kwargs: Any,
+    ) -> T:
+        """A call that changes nothing (a listing, a query): sent again after a transport error, a 429
+        or 5xx, or a body that does not parse, within the retry budget."""
+
+        async def attempt() -> T:
+            try:
+                response = await self._send(endpoint, method, url, **kwargs)
+            except httpx.TransportError as exc:
+                raise _Retryable(TransportError(f"{endpoint.value}: {type(exc).__name__}")) from None
+            self._raise_for_status(response, endpoint)
+            try:
+                return parse(response.content)
+            except ValidationError as exc:
+                message = f"malformed {what} response: {exc.error_count()} problem(s)"
+                raise _Retryable(
+                    ApiError(response.status_code, None, message, endpoint=endpoint.value)
+                ) from None
+
+        return await self._with_retries(endpoint, attempt)
 
     async def _send(self, endpoint: Endpoint, method: str, path: str, **kwargs: Any) -> httpx.Response:
         limiter = self._limiters.get(endpoint)

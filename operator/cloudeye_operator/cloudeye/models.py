@@ -384,10 +384,21 @@ class ListAgentStatusResponse(_Lenient):
 
 
 class ErrorBody(_Lenient):
-    """Body of a 400/401/403/500: {"error_code": "taskmgr.NNNN", "error_msg": ...}."""
+    """Body of a 400/401/403/500: Cloud Eye's {"error_code": "taskmgr.NNNN", "error_msg": ...}, or
+    ECS's {"error": {"code": "Ecs.0005", "message": ...}} (read into the same two fields)."""
 
     error_code: str | None = None
     error_msg: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ecs_form(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "error_code" not in value:
+            inner = value.get("error")
+            source = inner if isinstance(inner, dict) else value
+            if "code" in source or "message" in source:
+                return {"error_code": source.get("code"), "error_msg": source.get("message")}
+        return value
 
     @field_validator("error_msg", mode="before")
     @classmethod

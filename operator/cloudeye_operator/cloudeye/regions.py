@@ -12,6 +12,7 @@ from cloudeye_operator.cloudeye.models import UNSUPPORTED_REGIONS
 REGION_ID_PATTERN: Final = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 CES_ENDPOINT_TEMPLATE: Final = "https://ces.{region}.myhuaweicloud.com"
 IAM_ENDPOINT_TEMPLATE: Final = "https://iam.{region}.myhuaweicloud.com"
+ECS_ENDPOINT_TEMPLATE: Final = "https://ecs.{region}.myhuaweicloud.com"
 
 
 def check_region(region: str) -> str:
@@ -25,6 +26,10 @@ def check_region(region: str) -> str:
 
 def ces_endpoint(region: str) -> str:
     return CES_ENDPOINT_TEMPLATE.format(region=check_region(region))
+
+
+def ecs_endpoint(region: str) -> str:
+    return ECS_ENDPOINT_TEMPLATE.format(region=check_region(region))
 
 
 def iam_endpoint(region: str) -> str:

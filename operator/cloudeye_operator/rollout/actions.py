@@ -38,6 +38,8 @@ class EventReason(StrEnum):
     REPAIRED = "Repaired"
     DRIFT_CLEARED = "DriftCleared"
     ALREADY_CURRENT = "AlreadyCurrent"
+    SERVERS_JOINED = "ServersJoined"
+    SERVERS_LEFT = "ServersLeft"
 
 
 class Verb(StrEnum):

@@ -22,6 +22,7 @@ from cloudeye_operator.cloudeye.errors import (
     TransportError,
 )
 from cloudeye_operator.cloudeye.models import IAM_ACTION_AGENT_STATUS, BatchCreateInvocationInfo
+from cloudeye_operator.cloudeye.servers import IAM_ACTION_LIST_SERVERS
 from cloudeye_operator.errors import CredentialsError, KubeError, SecretNotFound
 from cloudeye_operator.rollout.actions import ActionOutcome, Ambiguous, CallFailed
 from cloudeye_operator.rollout.spec import SpecError
@@ -42,6 +43,7 @@ class Reason(StrEnum):
     ROLLING_BACK = "RollingBack"
     CLOUD_EYE_UNAVAILABLE = "CloudEyeUnavailable"
     REPAIRING_DRIFT = "RepairingDrift"
+    NO_SERVERS_SELECTED = "NoServersSelected"
     # Stalled=True: the plan's own findings
     DRIFT_DETECTED = "DriftDetected"
     FAILURE_BUDGET_EXCEEDED = "FailureBudgetExceeded"
@@ -75,6 +77,8 @@ class Stage(StrEnum):
     """Listing tasks."""
     AGENTS = "agents"
     """Looking at the agents (the agent-status call)."""
+    SERVERS = "servers"
+    """Resolving a spec.selector (the ECS server listing)."""
     ACT = "act"
     """A create, retry or rollback call."""
 
@@ -160,6 +164,10 @@ _DOING: Final[Mapping[Stage, tuple[str, str]]] = {
     Stage.AGENTS: (
         f"looking at the agents ({IAM_ACTION_AGENT_STATUS}): ",
         "cannot look at the agents (agent-status call): ",
+    ),
+    Stage.SERVERS: (
+        f"resolving the selector ({IAM_ACTION_LIST_SERVERS}): ",
+        "cannot resolve the selector (ECS server listing): ",
     ),
 }
 """What a call of a stage was doing, in a cause's message: (when refused, when it failed)."""

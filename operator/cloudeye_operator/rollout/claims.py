@@ -38,16 +38,26 @@ def claims_of(
     records: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
     active = status.get("phase") in _ACTIVE_PHASES
     claims: dict[str, Claim] = {}
-    for entry in spec.get("instances") or []:
-        iid = entry.get("id") if isinstance(entry, Mapping) else None
-        if not isinstance(iid, str):
-            continue
+    for iid in _servers(spec, records):
         state = (records.get(iid) or {}).get("state")
         if state in _LIVE:
             claims[iid] = Claim(created, owner, live=True)
         elif active and state not in _NONE:
             claims[iid] = Claim(created, owner, live=False)
     return claims
+
+
+def _servers(spec: Mapping[str, Any], records: Mapping[str, Any]) -> Iterable[str]:
+    """The servers a rollout may claim: its listed ids; a selector rollout's are known only from its
+    status, which lists every server with a task, an intent or work held (status.listed), so its live
+    claims are all there (a server it has not started claims nothing until it starts)."""
+    if spec.get("selector") is not None:
+        yield from records
+        return
+    for entry in spec.get("instances") or []:
+        iid = entry.get("id") if isinstance(entry, Mapping) else None
+        if isinstance(iid, str):
+            yield iid
 
 
 def claimed_elsewhere(

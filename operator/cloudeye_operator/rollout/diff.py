@@ -62,18 +62,26 @@ def status_patch_between(old: RolloutStatus, new: RolloutStatus) -> dict[str, An
     entries: dict[str, Any] = {}
     before = old.instances
     old_action, new_action = revision_action(old.revision_key), revision_action(new.revision_key)
+    old_lists, new_lists = old.lister(), new.lister()
+    same_lister = old.listing_key() == new.listing_key()
     for iid, record in new.instances.items():
         previous = before.get(iid)
-        if (previous is record or previous == record) and old_action is new_action:
+        if (previous is record or previous == record) and old_action is new_action and same_lister:
+            continue
+        was = previous is not None and old_lists(previous)
+        if not new_lists(record):
+            if was:
+                entries[iid] = None  # no longer listed (not started, or converged): counted in summary
             continue
         dumped = instance_wire(record, new_action)
-        if previous is None:
+        if not was:
             entries[iid] = dumped
         else:
+            assert previous is not None
             sub = _diff(instance_wire(previous, old_action), dumped)
             if sub:
                 entries[iid] = sub
-    entries.update({iid: None for iid in before if iid not in new.instances})
+    entries.update({iid: None for iid, rec in before.items() if iid not in new.instances and old_lists(rec)})
     if entries:
         patch["instances"] = entries
     return patch or None

@@ -124,7 +124,7 @@ def precheck_ids(spec: RolloutSpec, status: RolloutStatus) -> list[str]:
     added since. One already running that version needs no task (planner step 8a), so its history
     need not be listed either (`observation_needs(..., current=...)`): in a project with 100,000
     old tasks, one agent-status call per 2,000 servers instead of one listing query per server."""
-    if spec.version is None or spec.action is RolloutAction.ROLLBACK:
+    if precheck_version(spec, status) is None:
         return []
     starting = status.revision_key != spec.revision_key and not status.intents
     starting = starting and status.summary.in_flight == 0
@@ -136,9 +136,22 @@ def precheck_ids(spec: RolloutSpec, status: RolloutStatus) -> list[str]:
     return out
 
 
-def already_current(spec: RolloutSpec, agents: Mapping[str, AgentHealth]) -> frozenset[str]:
-    """Of the servers looked at, those running exactly spec.version (planner step 8a's rule)."""
-    version = spec.version
+def precheck_version(spec: RolloutSpec, status: RolloutStatus) -> str | None:
+    """The version a server not started may already run, so that it needs no task: the exact
+    spec.version; for a selector rollout, also the one this revision's tasks were seen to set (its
+    converged servers are not listed in the status, status.listed: a restart finds them this way).
+    None: no such look (a ROLLBACK, or a target not known yet)."""
+    if spec.action is RolloutAction.ROLLBACK:
+        return None
+    if spec.version is not None:
+        return spec.version
+    if spec.selector is not None and status.revision_key == spec.revision_key:
+        return status.resolved_version
+    return None
+
+
+def already_current(version: str | None, agents: Mapping[str, AgentHealth]) -> frozenset[str]:
+    """Of the servers looked at, those running exactly `version` (planner step 8a's rule)."""
     if version is None:
         return frozenset()
     return frozenset(iid for iid, health in agents.items() if health.runs(version))

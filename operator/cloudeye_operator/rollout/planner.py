@@ -47,10 +47,12 @@ from cloudeye_operator.rollout.drift import (
     declared_version,
     drift_check_due,
     finding,
+    precheck_version,
     repair_action,
 )
 from cloudeye_operator.rollout.observation import CLOCK_SKEW_SECONDS, Observation, Task, rollback_source
 from cloudeye_operator.rollout.report import Budget, Decision, Drift, Revision, conclude
+from cloudeye_operator.rollout.selection import Membership
 from cloudeye_operator.rollout.spec import DriftMode, RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import (
     HELD_FAILURES,
@@ -117,12 +119,15 @@ def plan(
     claimed_elsewhere: Mapping[str, str] | None = None,
     credentials: str | None = None,
     repair_excluded: frozenset[str] = frozenset(),
+    selection: Membership | None = None,
 ) -> Plan:
     """Decide the next step of a rollout. Pure: the same inputs give the same Plan.
 
     `claimed_elsewhere`: instance id -> "namespace/name" of another rollout with unfinished work on it.
     `credentials`: a tag of the credentials this cycle uses (`credentials.tag`), to tell rotated ones.
     `repair_excluded`: servers a drift check reports but never repairs (drift.REPAIR_EXCLUDE_ANNOTATION).
+    `selection`: for a spec.selector rollout, what the selector resolved to (`spec` then holds those
+    servers as its instances: `RolloutSpec.with_members`).
     """
     return _Planner(
         spec,
@@ -133,6 +138,7 @@ def plan(
         claimed_elsewhere or {},
         credentials,
         repair_excluded,
+        selection,
     ).run()
 
 
@@ -160,6 +166,7 @@ class _Planner:
         claimed: Mapping[str, str],
         credentials: str | None,
         repair_excluded: frozenset[str],
+        selection: Membership | None,
     ) -> None:
         self.spec = spec
         self.ids = spec.instance_ids
@@ -170,6 +177,7 @@ class _Planner:
         self.claimed = claimed
         self.credentials = credentials
         self.repair_excluded = repair_excluded
+        self.selection = selection
         self.book = Book(status, now, verify=spec.strategy.verify_timeout_seconds > 0)
         self.fresh = InstanceStatus(action=spec.action.invocation_type, last_transition_time=now)
         # A deadline that fired stays fired until the spec changes (a new generation): no new task.
@@ -219,6 +227,7 @@ class _Planner:
             newly_blocked=tuple(newly_blocked),
             drift=drift,
             repair_excluded=self.repair_excluded,
+            selection=self.selection,
         )
         report = conclude(decision)
         return Plan(tasks, report.events, report.status, report.requeue_after, drift)
@@ -570,10 +579,11 @@ class _Planner:
     def _already_current(self) -> tuple[str, ...]:
         """Servers not started whose agents this cycle looked at already run the exact version asked
         for: SUCCEEDED with no task (the agents' word is what verifies a task anyway). Only for an
-        exact `version` (a versionType's target is only known once a task reports it)."""
+        exact version (drift.precheck_version: a versionType's target is only known once a task
+        reports it)."""
         spec, book, obs = self.spec, self.book, self.obs
-        version = spec.version
-        if version is None or obs.agents is None or spec.action is RolloutAction.ROLLBACK:
+        version = precheck_version(spec, self.prior)
+        if version is None or obs.agents is None:
             return ()
         current: list[str] = []
         for iid in book.ids_in(InstanceState.WAITING):
@@ -581,7 +591,7 @@ class _Planner:
             health = obs.agent(iid)
             if rec.action is InvocationType.ROLLBACK or rec.attempts or health is None:
                 continue
-            if iid in already_current(spec, {iid: health}):
+            if iid in already_current(version, {iid: health}):
                 message = f"already running {version}: no task needed"
                 book.set_shared(
                     iid,

@@ -23,7 +23,8 @@ from cloudeye_operator.rollout.actions import Event, EventKind, EventReason, Tas
 from cloudeye_operator.rollout.book import INTENT_RELEASE_AFTER, Book
 from cloudeye_operator.rollout.causes import CAUSES, Reason, call_reason
 from cloudeye_operator.rollout.conditions import READY, RECONCILING, STALLED, Condition, set_condition
-from cloudeye_operator.rollout.drift import next_drift_check
+from cloudeye_operator.rollout.drift import next_drift_check, precheck_version
+from cloudeye_operator.rollout.selection import Membership
 from cloudeye_operator.rollout.spec import DriftMode, RolloutAction, RolloutSpec
 from cloudeye_operator.rollout.status import (
     HELD_FAILURES,
@@ -34,6 +35,7 @@ from cloudeye_operator.rollout.status import (
     InstanceState,
     Phase,
     RolloutStatus,
+    SelectionStatus,
     Summary,
 )
 
@@ -110,6 +112,8 @@ class Decision:
     newly_blocked: tuple[str, ...]
     drift: Drift = Drift()  # noqa: RUF009 - an immutable NamedTuple
     repair_excluded: frozenset[str] = frozenset()
+    selection: Membership | None = None
+    """A selector rollout's fleet as resolved (None: a list of ids)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +186,30 @@ def conclude(d: Decision) -> Report:
             "drift_checked_at": d.now if d.drift.checked else d.prior.drift_checked_at,
             "drift_found": _tally(d, d.prior.drift_found, d.drift.found),
             "drift_repaired": _tally(d, d.prior.drift_repaired, d.drift.repaired),
+            "selection": selection_status(d),
         }
     )
     return Report(status, tuple(events(d, f, conditions, phase)), requeue_after(d, f))
+
+
+def selection_status(d: Decision) -> SelectionStatus | None:
+    """status.selection: what the selector matched, and who joined and left since the revision began."""
+    m = d.selection
+    if m is None:
+        return None
+    prior = d.prior.selection or SelectionStatus()
+    return SelectionStatus(
+        matched=m.matched,
+        resolved_at=m.resolved_at,
+        joined=_tally(d, prior.joined, m.joined),
+        left=_tally(d, prior.left, m.left),
+        leaving=len(m.leaving) or None,
+    )
+
+
+def nothing_selected(d: Decision) -> bool:
+    """A selector rollout whose selector matches no server: it waits for one (not done, not failed)."""
+    return d.selection is not None and not d.book.instances
 
 
 def facts(d: Decision) -> Facts:
@@ -213,6 +238,7 @@ def facts(d: Decision) -> Facts:
     finished = (
         not live
         and not d.revision.waiting
+        and not nothing_selected(d)
         and (not remaining or (d.budget.over and not recovering) or d.deadline_fired)
     )
     if spec.action is RolloutAction.ROLLBACK:
@@ -227,7 +253,7 @@ def facts(d: Decision) -> Facts:
         last_progress = d.now
     deadline = timedelta(seconds=spec.strategy.progress_deadline_seconds)
     deadline_hit = d.deadline_fired or (
-        not finished and not spec.paused and d.now - last_progress >= deadline
+        not finished and not spec.paused and not nothing_selected(d) and d.now - last_progress >= deadline
     )
     return Facts(
         summary=summary,
@@ -292,6 +318,12 @@ def progress_cause(d: Decision, f: Facts) -> Finding:
         cause = Finding(Reason.PAUSED, f"paused: {text}")
     elif error is not None:
         cause = Finding(Reason.CLOUD_EYE_UNAVAILABLE, f"{describe_call_error(error)}; {text}")
+    elif nothing_selected(d):
+        assert d.selection is not None
+        cause = Finding(
+            Reason.NO_SERVERS_SELECTED,
+            f"the selector matches no server ({d.selection.selector}): waiting for one to match",
+        )
     elif not f.live and f.remaining and f.remaining == len(by[InstanceState.BLOCKED]):
         cause = Finding(Reason.BLOCKED, text)
     elif f.summary.pending == f.summary.total:
@@ -347,7 +379,7 @@ def phase_of(d: Decision, f: Facts, stall: Finding | None, progress: Finding) ->
         return Phase.STALLED
     if d.spec.paused:
         return Phase.PAUSED
-    if progress.reason is Reason.PENDING:
+    if progress.reason in (Reason.PENDING, Reason.NO_SERVERS_SELECTED):
         return Phase.PENDING
     return Phase.PROGRESSING
 
@@ -359,8 +391,10 @@ def requeue_after(d: Decision, f: Facts) -> float | None:
     check = next_drift_check(spec, _after(d, f))
     if check is not None:
         moments.append(max(check, now))
+    if d.selection is not None and d.selection.next_at is not None:
+        moments.append(max(d.selection.next_at, now))
     if f.finished and not d.tasks:
-        return max(1.0, (moments[0] - now).total_seconds()) if moments else None
+        return max(1.0, (min(moments) - now).total_seconds()) if moments else None
     poll = timedelta(seconds=spec.strategy.poll_interval_seconds)
     # Poll while tasks run, or while not-started work waits on something a listing or a claim
     # can change; not while only a timer (retry backoff, API error hold) is pending.
@@ -379,7 +413,7 @@ def requeue_after(d: Decision, f: Facts) -> float | None:
             moments.append(min(retry_times))
     for intent in book.intents.values():
         moments.append(intent.created_at + INTENT_RELEASE_AFTER)
-    if not f.deadline_hit and not spec.paused and not f.finished:
+    if not f.deadline_hit and not spec.paused and not f.finished and not nothing_selected(d):
         moments.append(f.last_progress + timedelta(seconds=spec.strategy.progress_deadline_seconds))
     future = [m for m in moments if m > now]
     if not future:
@@ -443,8 +477,18 @@ def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phas
         add(
             EventKind.NORMAL,
             EventReason.ALREADY_CURRENT,
-            f"already running {spec.version}, no task needed: {_ids(d.drift.current, 'server')}",
+            f"already running {precheck_version(spec, prior)}, no task needed: "
+            f"{_ids(d.drift.current, 'server')}",
         )
+    if d.selection is not None and d.selection.joined:
+        message = f"now matching the selector ({d.selection.selector}): {_ids(d.selection.joined, 'server')}"
+        add(EventKind.NORMAL, EventReason.SERVERS_JOINED, message)
+    if d.selection is not None and d.selection.left:
+        message = (
+            f"no longer matching the selector, their agents left as they are: "
+            f"{_ids(d.selection.left, 'server')}"
+        )
+        add(EventKind.NORMAL, EventReason.SERVERS_LEFT, message)
     if d.drift.back:
         add(
             EventKind.NORMAL,

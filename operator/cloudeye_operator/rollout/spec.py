@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
@@ -35,6 +35,7 @@ from cloudeye_operator.cloudeye.models import (
     InvocationType,
     VersionType,
 )
+from cloudeye_operator.cloudeye.servers import ServerQuery, ServerStatus
 from cloudeye_operator.rollout.status import make_revision_key
 
 PERCENT_PATTERN: Final = re.compile(r"^(0|[1-9][0-9]?|100)%$")
@@ -115,6 +116,12 @@ DEFAULT_VERIFY_TIMEOUT_SECONDS: Final = 300
 """How long after its task SUCCEEDED a server may take to show telescope running the target version."""
 DEFAULT_DRIFT_INTERVAL_SECONDS: Final = 300
 """How often a converged rollout looks at its agents: ceil(N/2000) agent-status calls each time."""
+DEFAULT_SELECTOR_INTERVAL_SECONDS: Final = 300
+"""How often a selector is resolved again: ceil(N/1000) ECS listing calls each time."""
+MAX_SELECTOR_TAGS: Final = 20
+"""ECS allows 20 tags per server, so a selector needing more can match nothing."""
+MAX_TAG_KEY_LENGTH: Final = 128
+MAX_TAG_VALUE_LENGTH: Final = 255
 
 
 def resolve(value: int | str, total: int, *, round_up: bool) -> int:
@@ -206,9 +213,48 @@ class DriftSpec(_SpecModel):
     mode: DriftMode = DriftMode.REPAIR
 
 
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_KEY_LENGTH)]
+TagValue = Annotated[str, StringConstraints(max_length=MAX_TAG_VALUE_LENGTH)]
+
+
+class SelectorSpec(_SpecModel):
+    """The fleet named by what its servers are (ECS ListServersDetails), resolved again every
+    `intervalSeconds`: servers that come to match join, servers that stop matching leave."""
+
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    """Every tag must match exactly (key and value)."""
+    enterprise_project_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    """Servers whose name contains this (ECS matches names fuzzily)."""
+    status: ServerStatus | None = ServerStatus.ACTIVE
+    """Only servers in this ECS status (running ones by default: an agent installs on a running server)."""
+    type: InstanceType = InstanceType.ECS
+    interval_seconds: SecondsOrOff = DEFAULT_SELECTOR_INTERVAL_SECONDS
+    """How often the selector is resolved again; 0: only when the spec changes (or the operator restarts)."""
+
+    def query(self) -> ServerQuery:
+        return ServerQuery(
+            tags=tuple(sorted(self.tags.items())),
+            enterprise_project_id=self.enterprise_project_id,
+            name=self.name,
+            status=self.status,
+        )
+
+    def describe(self) -> str:
+        """The selector in words, for messages."""
+        parts = [f"{key}={value}" for key, value in sorted(self.tags.items())]
+        if self.enterprise_project_id is not None:
+            parts.append(f"enterprise project {self.enterprise_project_id}")
+        if self.name is not None:
+            parts.append(f"name containing {self.name!r}")
+        parts.append(f"status {self.status.value}" if self.status is not None else "any status")
+        return ", ".join(parts)
+
+
 class RolloutSpec(_SpecModel):
     action: RolloutAction
-    instances: tuple[InstanceRef, ...]
+    instances: tuple[InstanceRef, ...] = ()
+    selector: SelectorSpec | None = None
     version_type: VersionType | None = None
     version: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VERSION_LENGTH)] | None = None
     cloud: CloudSpec | None = None
@@ -238,8 +284,10 @@ class RolloutSpec(_SpecModel):
 
     def _check(self) -> None:
         """Rules across fields (the CRD's CEL rules)."""
-        if not self.instances:
-            raise SpecError("spec.instances", "at least one instance is required")
+        if self.selector is not None:
+            self._check_selector(self.selector)
+        elif not self.instances:
+            raise SpecError("spec.instances", "at least one instance is required (or a spec.selector)")
         seen: dict[str, int] = {}
         for index, instance in enumerate(self.instances):
             if instance.id in seen:
@@ -264,6 +312,37 @@ class RolloutSpec(_SpecModel):
         on_statuses = strategy.retry.on_statuses
         if len(set(on_statuses)) != len(on_statuses):
             raise SpecError("spec.strategy.retry.onStatuses", "must not repeat a value")
+
+    def _check_selector(self, selector: SelectorSpec) -> None:
+        if self.instances:
+            raise SpecError(
+                "spec.selector",
+                "must not be set together with spec.instances: name the servers one way (a list, or "
+                "a selector)",
+            )
+        if self.action is RolloutAction.ROLLBACK:
+            raise SpecError(
+                "spec.selector",
+                "is not allowed with action ROLLBACK: a rollback undoes a given update, name its servers "
+                "in spec.instances",
+            )
+        if selector.type is not InstanceType.ECS:
+            raise SpecError("spec.selector.type", "only ECS servers can be selected (list BMS servers by id)")
+        if not (selector.tags or selector.enterprise_project_id or selector.name):
+            raise SpecError(
+                "spec.selector",
+                "needs at least one of tags, enterpriseProjectId or name (it would select every server "
+                "of the project)",
+            )
+        if len(selector.tags) > MAX_SELECTOR_TAGS:
+            raise SpecError(
+                "spec.selector.tags", f"at most {MAX_SELECTOR_TAGS} tags (an ECS server has at most that)"
+            )
+
+    def with_members(self, ids: Sequence[str]) -> RolloutSpec:
+        """This selector spec with the servers it resolved to as its instances (what the planner acts on)."""
+        instances = tuple(InstanceRef(id=iid, type=InstanceType.ECS) for iid in ids)
+        return self.model_copy(update={"instances": instances})
 
     @property
     def revision_key(self) -> str:
@@ -304,6 +383,7 @@ __all__ = [
     "RolloutAction",
     "RolloutSpec",
     "SecretRef",
+    "SelectorSpec",
     "SpecError",
     "Strategy",
     "resolve",

@@ -462,6 +462,21 @@ class ApiErrorRecord(_StatusModel):
     doubles with each (causes.retry_after)."""
 
 
+class SelectionStatus(_StatusModel):
+    """What a spec.selector resolved to (selector rollouts only)."""
+
+    matched: int = 0
+    """Servers the selector matched when last resolved."""
+    resolved_at: datetime | None = None
+    joined: int | None = None
+    """Servers that came to match since the revision started (None: 0)."""
+    left: int | None = None
+    """Servers that stopped matching since the revision started (None: 0); their agents are left as
+    they are."""
+    leaving: int | None = None
+    """Servers that no longer match but still have a task or an intent: followed until it ends."""
+
+
 class RolloutStatus(_StatusModel):
     observed_generation: int = 0
     phase: Phase = Phase.PENDING
@@ -489,6 +504,9 @@ class RolloutStatus(_StatusModel):
     """Servers a drift check found off the declared state, since the revision started (None: 0)."""
     drift_repaired: int | None = None
     """Of those, the ones a repair brought back (None: 0)."""
+    selection: SelectionStatus | None = None
+    """Selector rollouts: what the selector resolved to. Their `instances` map lists only the servers
+    with something to say (`listed`); the others are counted in `summary`."""
     consecutive_errors: int | None = None
     """Cycles in a row that ended on a cause found before planning (a missing Secret, an unlistable
     cloud): the wait before the next cycle doubles with each (causes.retry_after). None (left out of
@@ -525,8 +543,29 @@ class RolloutStatus(_StatusModel):
         Instance entries are in the compact wire form (`instance_wire`)."""
         data = self.head_dict()
         default = revision_action(self.revision_key)
-        data["instances"] = {iid: instance_wire(rec, default) for iid, rec in self.instances.items()}
+        lists = self.lister()
+        data["instances"] = {
+            iid: instance_wire(rec, default) for iid, rec in self.instances.items() if lists(rec)
+        }
         return data
+
+    def lister(self) -> Callable[[InstanceStatus], bool]:
+        """Which records the wire form lists (see `listed`): every one, unless a selector rollout."""
+        if self.selection is None:
+            return _every
+        action = revision_action(self.revision_key)
+        converged_known = self.declared_version() is not None
+        return lambda record: listed(record, action, converged_known=converged_known)
+
+    def listing_key(self) -> tuple[bool, bool]:
+        """What `lister` depends on besides the revision's action: equal keys, equal listers."""
+        return (self.selection is None, self.declared_version() is None)
+
+    def declared_version(self) -> str | None:
+        """The version this revision holds servers to: the spec's exact one (in revisionKey), else the
+        one its tasks were seen to set; None: not known yet."""
+        version = self.revision_key.split("|")[1] if self.revision_key.count("|") >= 1 else ""
+        return version or self.resolved_version
 
     def head_dict(self) -> dict[str, Any]:
         """`to_dict()` with an empty instances map: everything but the per-server entries."""
@@ -550,6 +589,38 @@ def revision_action(revision_key: str) -> InvocationType | None:
     """The action of a revision key (`make_revision_key`); None before the first revision."""
     action = revision_key.split("|", 1)[0]
     return InvocationType(action) if action else None
+
+
+def _every(record: InstanceStatus) -> bool:
+    return True
+
+
+def listed(record: InstanceStatus, default_action: InvocationType | None, *, converged_known: bool) -> bool:
+    """Whether a selector rollout's status lists this server by id (an id-list rollout lists all).
+
+    100,000 servers do not fit one object (etcd takes 1.5 MiB per request; an entry is ~60 bytes), so
+    two kinds are only counted in `summary`: a server not started (WAITING with nothing to explain:
+    no attempt, no message, the revision's action) and a converged one (SUCCEEDED, nothing drifted,
+    once the version it is held to is known). Every other server is listed with why. After a restart
+    the operator tells the two apart by looking at their agents (drift.precheck_ids): one already
+    running the declared version is SUCCEEDED again, any other is started. An unlisted WAITING server
+    keeps no task id, so adoption rests on the intent's time floor and preexisting list (guarantee 1).
+    """
+    state = record.state
+    if state is InstanceState.WAITING:
+        return record.attempts > 0 or record.message is not None or record.action is not default_action
+    if state is InstanceState.SUCCEEDED:
+        return record.drift is not None or not converged_known
+    return True
+
+
+def unlisted_counts(summary: Mapping[str, Any], listed: Mapping[str, int]) -> dict[str, int]:
+    """From a status as Kubernetes holds it: the servers a selector rollout counts but does not list
+    (`listed`), by state (SUCCEEDED converged, WAITING not started): the summary less the entries.
+    `listed` counts the entries by state."""
+    succeeded = int(summary.get("succeeded") or 0) - listed.get("SUCCEEDED", 0)
+    waiting = int(summary.get("pending") or 0) - listed.get("WAITING", 0) - listed.get("BLOCKED", 0)
+    return {state: n for state, n in (("SUCCEEDED", succeeded), ("WAITING", waiting)) if n > 0}
 
 
 def instance_wire(record: InstanceStatus, default_action: InvocationType | None) -> dict[str, Any]:

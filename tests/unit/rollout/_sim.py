@@ -31,6 +31,7 @@ from cloudeye_operator.rollout import (
     record_outcome,
 )
 from cloudeye_operator.rollout.observation import AgentHealth
+from cloudeye_operator.rollout.selection import Resolution, members, membership, resolution_due
 from cloudeye_operator.rollout.status import summarize
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -262,3 +263,77 @@ def shape(p: Plan) -> list[tuple[str, tuple[str, ...]]]:
         else:
             out.append((action.verb.value, action.ids))
     return out
+
+
+# --- selector rollouts ------------------------------------------------------------------------------
+
+TAG = {"monitoring": "telescope"}
+
+
+def selector_spec(**fields: Any) -> RolloutSpec:
+    """An INSTALL of 2.7.2 on every server tagged monitoring=telescope (fields override)."""
+    selector = {"tags": TAG, **fields.pop("selector", {})}
+    strategy = {"retry": {"backoffSeconds": 30}, **fields.pop("strategy", {})}
+    data = {"action": "INSTALL", "version": "2.7.2", "selector": selector, "strategy": strategy, **fields}
+    return RolloutSpec.parse({k: v for k, v in data.items() if v is not None})
+
+
+@dataclass
+class Fleet:
+    """ECS servers by id -> tags (all ACTIVE), in the order ECS lists them."""
+
+    servers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def tag(self, *ids: str, tags: dict[str, str] | None = None) -> None:
+        for iid in ids:
+            self.servers[iid] = dict(tags if tags is not None else TAG)
+
+    def untag(self, iid: str) -> None:
+        self.servers[iid] = {}
+
+    def matching(self, spec: RolloutSpec) -> tuple[str, ...]:
+        assert spec.selector is not None
+        wanted = spec.selector.tags.items()
+        return tuple(iid for iid, tags in self.servers.items() if all(tags.get(k) == v for k, v in wanted))
+
+
+@dataclass
+class SelectorSim:
+    """The reconciler's cycle for a selector rollout: resolve when due, act on the members."""
+
+    spec: RolloutSpec
+    fleet: Fleet
+    cloud: Cloud = field(default_factory=Cloud)
+    status: RolloutStatus = field(default_factory=RolloutStatus)
+    resolution: Resolution | None = None
+    resolutions: int = 0
+    agents_extra: dict[str, AgentHealth] = field(default_factory=dict)
+
+    def cycle(self, now: datetime, *, restart: bool = False) -> Plan:
+        if restart:  # a new process: only the status as Kubernetes holds it, and no memory
+            self.status = RolloutStatus.from_dict(self.status.to_dict())
+            self.resolution = None
+        previous = self.resolution
+        current = previous
+        if current is None or resolution_due(self.spec, previous, now):
+            current = Resolution(self.spec.selector, self.fleet.matching(self.spec), now)  # type: ignore[arg-type]
+            self.resolution = current
+            self.resolutions += 1
+        acted_on = members(current.ids, self.status)
+        spec = self.spec.with_members(acted_on)
+        agents = {**self.agents_extra, **self.cloud.agents()}
+        p = plan(
+            spec,
+            1,
+            self.status,
+            Observation.of(self.cloud.tasks.values(), agents=agents),
+            now,
+            selection=membership(self.spec, self.status, current, previous, acted_on),
+        )
+        self.status = p.status
+        for action in task_actions(p):
+            self.status = record_outcome(self.status, action, self.cloud.run(action, now), now)
+        return p
+
+    def created_for(self) -> list[str]:
+        return [iid for action in self.cloud.calls if action.verb is Verb.CREATE for iid in action.ids]

@@ -96,6 +96,19 @@ def test_a_refused_agent_status_call_names_the_permission_it_needs() -> None:
     assert down.message.startswith("cannot look at the agents")
 
 
+def test_a_refused_server_listing_names_the_permission_it_needs() -> None:
+    """A selector needs ecs:cloudServers:list: without it the rollout stalls and says so."""
+    cause = classify(ApiError(403, "Ecs.0103", "denied", endpoint="servers"), Stage.SERVERS)
+    assert cause is not None
+    assert cause.reason is Reason.PERMISSION_DENIED
+    assert cause.stalled
+    assert "ecs:cloudServers:list" in cause.message
+    down = classify(TransportError("connection refused"), Stage.SERVERS)
+    assert down is not None
+    assert not down.stalled
+    assert down.message.startswith("cannot resolve the selector")
+
+
 def test_secret_forbidden_says_what_to_grant_and_where() -> None:
     cause = classify(
         KubeError("reading Secret team-a/cloud", 403, "Forbidden"), Stage.CREDENTIALS, namespace="team-a"

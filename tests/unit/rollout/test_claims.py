@@ -55,3 +55,14 @@ def test_claimed_elsewhere(
     me: str, created: str, claims: dict[str, list[Claim]], expected: dict[str, str]
 ) -> None:
     assert claimed_elsewhere(me, created, ["a"], claims) == expected
+
+
+def test_a_selector_rollout_claims_the_servers_its_status_lists() -> None:
+    # Its servers are known from the cloud, not the spec: the status lists every one with work (live
+    # claims all there); one not started yet is not listed, and claims nothing until it starts.
+    spec = {"selector": {"tags": {"monitoring": "telescope"}}}
+    status = _status("Progressing", a="RUNNING", b="RETRY_WAIT", c="GAVE_UP")
+    claims = claims_of("ns/fleet", OLD, spec, status)
+    assert {iid: c.live for iid, c in claims.items()} == {"a": True, "b": False}
+    blocked = claimed_elsewhere("ns/list", NEW, ["a", "b", "z"], {k: [v] for k, v in claims.items()})
+    assert blocked == {"a": "ns/fleet", "b": "ns/fleet"}

@@ -233,7 +233,7 @@ def test_servers_already_running_the_exact_version_need_no_task() -> None:
     assert precheck_ids(spec, status) == I[:3]  # once, before the revision starts
     agents = {I[0]: AgentHealth("running", "running", "2.7.2"), I[1]: OLDER, I[2]: STOPPED}
     # The one already there needs no listing either (it will get no task): only the others are listed.
-    current = already_current(spec, agents)
+    current = already_current(spec.version, agents)
     assert current == {I[0]}
     assert observation_needs(spec, status, current).instance_ids == (I[1], I[2])
     p = plan(spec, 1, status, Observation.of([], agents=agents), at(0))
