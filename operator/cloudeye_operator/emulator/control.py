@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from cloudeye_operator.emulator.faults import Faults
 from cloudeye_operator.emulator.runtime import Emulator
-from cloudeye_operator.emulator.scenario import AgentCommand, Scenario
+from cloudeye_operator.emulator.scenario import AgentCommand, FleetCommand, Scenario
 from cloudeye_operator.emulator.state import to_ms
 
 PREFIX: Final = "/_emulator"
@@ -93,6 +93,22 @@ async def agents(request: web.Request) -> web.Response:
     return web.json_response(emulator.state.dump_server(command.server, now))
 
 
+async def fleet(request: web.Request) -> web.Response:
+    emulator = request.app[EMULATOR]
+    try:
+        command = FleetCommand.model_validate(await _json(request))
+    except ValidationError as error:
+        return _bad(f"invalid fleet event: {error}")
+    now = emulator.now()
+    try:
+        emulator.state.apply_fleet_command(command, now)
+    except KeyError:
+        return web.json_response({"error": f"no server {command.server} in the fleet"}, status=404)
+    except ValueError as error:
+        return web.json_response({"error": str(error)}, status=409)
+    return web.json_response(emulator.state.dump_server(command.server, now))
+
+
 async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[EMULATOR].stats.snapshot())
 
@@ -153,6 +169,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/tasks", tasks)
     app.router.add_get(f"{PREFIX}/servers", servers)
     app.router.add_post(f"{PREFIX}/agents", agents)
+    app.router.add_post(f"{PREFIX}/fleet", fleet)
     app.router.add_get(f"{PREFIX}/stats", stats)
     app.router.add_post(f"{PREFIX}/advance", advance)
     app.router.add_get(f"{PREFIX}/faults", get_faults)

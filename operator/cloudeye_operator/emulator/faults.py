@@ -49,6 +49,8 @@ class FaultEndpoint(StrEnum):
     LIST = "list"
     AGENT_STATUS = "agent_status"
     IAM_TOKENS = "iam_tokens"
+    SERVERS = "servers"
+    """ECS ListServersDetails."""
 
 
 class Mishap(StrEnum):

@@ -71,6 +71,9 @@ class RunningEmulator:
     def tasks(self) -> list[dict[str, Any]]:
         return self.emulator.state.dump_tasks(self.emulator.now())
 
+    def servers(self) -> list[dict[str, Any]]:
+        return self.emulator.state.dump_servers(self.emulator.now())
+
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

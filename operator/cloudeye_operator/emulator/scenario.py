@@ -14,6 +14,9 @@ that a typo does not silently fall back to a default. Example (see ``scenarios/d
         version: "2.6.1"           # the installed agent version; null = agent not installed
         eligible: true             # false: every task for it is refused ("do not meet the
                                    #   installation conditions")
+        tags: {monitoring: telescope}   # ECS tags (ListServersDetails), default none
+        enterprise_project_id: "0"      # default "0" (the default enterprise project)
+        status: ACTIVE             # the ECS status (default ACTIVE)
       - generate:                  # a group of servers <prefix><number>, numbers zero-padded
           count: 25
           prefix: srv-
@@ -21,6 +24,17 @@ that a typo does not silently fall back to a default. Example (see ``scenarios/d
           type: ECS
           version: "2.6.1"         # null = not installed
           eligible: true
+          tags: {}                 # as above, for every server of the group
+          enterprise_project_id: "0"
+          status: ACTIVE
+          id_format: prefix        # prefix: <prefix><number>; uuid: a UUID made from that name
+    fleet_events:                  # the ECS side changing over time (see emulator.fleet)
+      - {at: 30, do: tag, server: srv-0004, tags: {monitoring: telescope}}   # add or overwrite
+      - {at: 60, do: untag, server: srv-0002, keys: [monitoring]}
+      - {at: 90, do: status, server: srv-0003, status: SHUTOFF}
+      - {at: 120, do: add, server: new-0001, tags: {monitoring: telescope}}  # a new server (and
+                                   #   agent: version, name, enterprise_project_id, status allowed)
+      - {at: 150, do: remove, server: srv-0005}   # deleted: ECS no longer lists it
     versions:
       basic: "2.6.1"               # target of version_type BASIC_VERSION
       advance: "2.7.2"             # target of version_type ADVANCE_VERSION
@@ -53,13 +67,16 @@ that a typo does not silently fall back to a default. Example (see ``scenarios/d
                                    # do: stop | start | silent | lose_heartbeat | uninstall |
                                    #   downgrade | fault
 
-ROLLBACK tasks always succeed (they consume no scripted outcome and draw nothing). A task that
-succeeds after an agent event clears its effect (the agent was reinstalled); ListAgentStatus leaves
-out servers the fleet does not have.
+A server added by a fleet event exists from its ``at`` on (before that, batch-create refuses it as it
+refuses any id the fleet does not have); a removed one is no longer listed by ECS, and keeps its agent
+and tasks in Cloud Eye. ROLLBACK tasks always succeed (they consume no scripted outcome and draw
+nothing). A task that succeeds after an agent event clears its effect (the agent was reinstalled);
+ListAgentStatus leaves out servers the fleet does not have.
 """
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -75,6 +92,7 @@ from cloudeye_operator.cloudeye.models import (
     InstanceType,
     Version,
 )
+from cloudeye_operator.cloudeye.servers import MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH, ServerStatus
 from cloudeye_operator.emulator import defaults
 from cloudeye_operator.emulator.agents import AgentAction
 from cloudeye_operator.emulator.faults import Faults
@@ -95,6 +113,11 @@ class _Model(BaseModel):
 
 InstanceName = Annotated[str, Field(min_length=1, max_length=MAX_INSTANCE_NAME_LENGTH)]
 IpList = Annotated[list[str], Field(max_length=MAX_IPS)]
+TagMap = dict[
+    Annotated[str, Field(min_length=1, max_length=MAX_TAG_KEY_LENGTH)],
+    Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)],
+]
+EnterpriseProject = Annotated[str, Field(min_length=1, max_length=64)]
 Seconds = Annotated[float, Field(ge=0.0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -109,6 +132,9 @@ class ServerSpec(_Model):
     elastic_ips: IpList = Field(default_factory=list)
     version: Version | None = None
     eligible: bool = True
+    tags: TagMap = Field(default_factory=dict)
+    enterprise_project_id: EnterpriseProject = "0"
+    status: ServerStatus = ServerStatus.ACTIVE
 
     @property
     def display_name(self) -> str:
@@ -122,22 +148,32 @@ class GenerateSpec(_Model):
     type: InstanceType = InstanceType.ECS
     version: Version | None = None
     eligible: bool = True
+    tags: TagMap = Field(default_factory=dict)
+    enterprise_project_id: EnterpriseProject = "0"
+    status: ServerStatus = ServerStatus.ACTIVE
+    id_format: Literal["prefix", "uuid"] = "prefix"
+    """prefix: the id is <prefix><number>; uuid: a UUID made from that name (the name stays it)."""
 
     def servers(self) -> list[ServerSpec]:
         last = self.start + self.count - 1
         width = max(4, len(str(last)))
+        # Built without validation (model_construct): a 100,000-server group in a second, not ten.
+        # Every field comes from this validated group, so each server is valid as a ServerSpec.
+        common: dict[str, Any] = {
+            "type": self.type,
+            "elastic_ips": [],
+            "version": self.version,
+            "eligible": self.eligible,
+            "tags": self.tags,
+            "enterprise_project_id": self.enterprise_project_id,
+            "status": self.status,
+        }
         result = []
         for number in range(self.start, last + 1):
-            ident = f"{self.prefix}{number:0{width}d}"
-            result.append(
-                ServerSpec(
-                    id=ident,
-                    type=self.type,
-                    intranet_ips=[f"10.{(number >> 16) & 255}.{(number >> 8) & 255}.{number & 255}"],
-                    version=self.version,
-                    eligible=self.eligible,
-                )
-            )
+            name = f"{self.prefix}{number:0{width}d}"
+            ident = str(uuid.uuid5(uuid.NAMESPACE_DNS, name)) if self.id_format == "uuid" else name
+            ips = [f"10.{(number >> 16) & 255}.{(number >> 8) & 255}.{number & 255}"]
+            result.append(ServerSpec.model_construct(id=ident, name=name, intranet_ips=ips, **common))
         return result
 
 
@@ -193,6 +229,80 @@ class AgentEvent(AgentCommand):
         return self
 
 
+class FleetAction(StrEnum):
+    """What a fleet event does to a server's ECS side (emulator.fleet)."""
+
+    ADD = "add"
+    """A new server (and its agent): ECS lists it, Cloud Eye knows it."""
+    TAG = "tag"
+    """Set these tags (add, or overwrite the value)."""
+    UNTAG = "untag"
+    """Remove the tags with these keys."""
+    STATUS = "status"
+    """Set its ECS status."""
+    REMOVE = "remove"
+    """Deleted: ECS no longer lists it (Cloud Eye keeps its agent and tasks)."""
+
+
+class FleetCommand(_Model):
+    """A fleet event to apply now: the body of ``POST /_emulator/fleet``."""
+
+    server: InstanceId
+    do: FleetAction
+    tags: TagMap = Field(default_factory=dict)
+    """tag: the tags to set; add: the new server's tags."""
+    keys: list[str] = Field(default_factory=list)
+    """untag: the keys to remove."""
+    status: ServerStatus | None = None
+    """status: the new status (required); add: the new server's (default ACTIVE)."""
+    name: InstanceName | None = None
+    """add: the new server's name (default: its id)."""
+    enterprise_project_id: EnterpriseProject | None = None
+    """add: the new server's enterprise project (default "0")."""
+    version: Version | None = None
+    """add: the agent version already on the new server (default: none installed)."""
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> FleetCommand:
+        allowed = {
+            FleetAction.ADD: {"tags", "status", "name", "enterprise_project_id", "version"},
+            FleetAction.TAG: {"tags"},
+            FleetAction.UNTAG: {"keys"},
+            FleetAction.STATUS: {"status"},
+            FleetAction.REMOVE: set(),
+        }[self.do]
+        given = {name for name in ("tags", "keys", "status", "name", "enterprise_project_id", "version")}
+        given = {name for name in given if getattr(self, name) not in (None, {}, [])}
+        extra = sorted(given - allowed)
+        if extra:
+            raise ValueError(f"do: {self.do} takes no {', '.join(extra)}")
+        if self.do is FleetAction.TAG and not self.tags:
+            raise ValueError("do: tag needs tags")
+        if self.do is FleetAction.UNTAG and not self.keys:
+            raise ValueError("do: untag needs keys")
+        if self.do is FleetAction.STATUS and self.status is None:
+            raise ValueError("do: status needs status")
+        return self
+
+    def new_server(self) -> ServerSpec:
+        """The server an ``add`` makes."""
+        return ServerSpec(
+            id=self.server,
+            name=self.name,
+            version=self.version,
+            tags=self.tags,
+            enterprise_project_id=self.enterprise_project_id or "0",
+            status=self.status or ServerStatus.ACTIVE,
+        )
+
+
+class FleetEvent(FleetCommand):
+    """A scripted fleet event, at a time."""
+
+    at: Seconds
+    """Seconds on the emulator clock after the scenario started."""
+
+
 class Agents(_Model):
     start_seconds: Seconds = 0.0
     events: list[AgentEvent] = Field(default_factory=list)
@@ -210,6 +320,7 @@ class Scenario(_Model):
     response_shape: Literal["object", "array"] = "object"
     faults: Faults = Field(default_factory=Faults)
     agents: Agents = Field(default_factory=Agents)
+    fleet_events: list[FleetEvent] = Field(default_factory=list)
 
     _servers: list[ServerSpec] = PrivateAttr(default_factory=list)
 
@@ -227,12 +338,19 @@ class Scenario(_Model):
             if server.id in seen:
                 raise ValueError(f"fleet: duplicate server id {server.id}")
             seen.add(server.id)
-        unknown = sorted(set(self.outcomes) - seen)
+        added = {event.server for event in self.fleet_events if event.do is FleetAction.ADD}
+        unknown = sorted(set(self.outcomes) - seen - added)
         if unknown:
             raise ValueError(f"outcomes: unknown server id(s) {', '.join(unknown[:5])}")
-        unknown = sorted({event.server for event in self.agents.events} - seen)
+        clash = sorted(added & seen)
+        if clash:
+            raise ValueError(f"fleet_events: add of a server the fleet already has: {', '.join(clash[:5])}")
+        unknown = sorted({event.server for event in self.agents.events} - seen - added)
         if unknown:
             raise ValueError(f"agents.events: unknown server id(s) {', '.join(unknown[:5])}")
+        unknown = sorted({event.server for event in self.fleet_events} - seen - added)
+        if unknown:
+            raise ValueError(f"fleet_events: unknown server id(s) {', '.join(unknown[:5])}")
         self._servers = servers
         return self
 

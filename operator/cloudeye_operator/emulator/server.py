@@ -27,6 +27,7 @@ from cloudeye_operator.emulator.errors import (
     injected,
 )
 from cloudeye_operator.emulator.faults import FaultEndpoint, HostileKind
+from cloudeye_operator.emulator.fleet import FleetError, parse_query
 from cloudeye_operator.emulator.iam import HEADER_SUBJECT_TOKEN, IamProblem, issue_token
 from cloudeye_operator.emulator.runtime import Emulator
 from cloudeye_operator.emulator.validation import (
@@ -42,6 +43,10 @@ EMULATOR: Final = control.EMULATOR
 BATCH_CREATE_PATH: Final = "/v3/{project_id}/agent-invocations/batch-create"
 LIST_PATH: Final = "/v3/{project_id}/agent-invocations"
 AGENT_STATUS_PATH: Final = "/v3/{project_id}/agent-status/batch-query"
+SERVERS_PATH: Final = "/v1/{project_id}/cloudservers/detail"
+"""ECS ListServersDetails (served here too: the emulator stands for both services)."""
+ECS_BAD_REQUEST: Final = "Ecs.0005"
+"""ECS's error code for a request with a bad parameter."""
 IAM_TOKENS_PATH: Final = "/v3/auth/tokens"
 MALFORMED_BODY: Final = b'{"invocations": [{"instance_id": "'
 """What a malformed answer carries: truncated JSON, with a JSON content type."""
@@ -49,7 +54,7 @@ HOSTILE_PADDING_BYTES: Final = 4 * 1024 * 1024
 """How much a `huge` hostile answer adds to the real payload (in unknown fields)."""
 HOSTILE_STATUS: Final = "EXPLODED"
 """The task (or agent) status an `unknown_status` hostile answer reports: documented nowhere."""
-_ITEMS_KEY: Final = {FaultEndpoint.AGENT_STATUS: "agent_status"}
+_ITEMS_KEY: Final = {FaultEndpoint.AGENT_STATUS: "agent_status", FaultEndpoint.SERVERS: "servers"}
 """Where an answer's items are: "invocations" unless listed here."""
 
 Work = Callable[[web.Request, Emulator], Awaitable[web.Response]]
@@ -192,6 +197,16 @@ async def _agent_status(request: web.Request, emulator: Emulator) -> web.Respons
     )
 
 
+async def _servers(request: web.Request, emulator: Emulator) -> web.Response:
+    await _authorized_project(request, emulator)
+    try:
+        query, page, limit = parse_query(request.query.items())
+    except FleetError as error:
+        return web.json_response({"error": {"code": ECS_BAD_REQUEST, "message": str(error)}}, status=400)
+    servers, count = emulator.state.list_servers(query, page, limit, emulator.now())
+    return web.json_response({"count": count, "servers": [server.detail() for server in servers]})
+
+
 async def _iam_tokens(request: web.Request, emulator: Emulator) -> web.Response:
     try:
         token, body = issue_token(
@@ -216,6 +231,10 @@ async def list_handler(request: web.Request) -> web.StreamResponse:
 
 async def agent_status_handler(request: web.Request) -> web.StreamResponse:
     return await _serve(request, FaultEndpoint.AGENT_STATUS, _agent_status)
+
+
+async def servers_handler(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, FaultEndpoint.SERVERS, _servers)
 
 
 async def iam_tokens_handler(request: web.Request) -> web.StreamResponse:
@@ -245,6 +264,7 @@ def create_app(emulator: Emulator) -> web.Application:
     app.router.add_post(BATCH_CREATE_PATH, batch_create_handler)
     app.router.add_get(LIST_PATH, list_handler)
     app.router.add_post(AGENT_STATUS_PATH, agent_status_handler)
+    app.router.add_get(SERVERS_PATH, servers_handler)
     app.router.add_post(IAM_TOKENS_PATH, iam_tokens_handler)
     control.add_routes(app)
     return app

@@ -54,7 +54,15 @@ from cloudeye_operator.cloudeye.models import (
     VersionType,
 )
 from cloudeye_operator.emulator.agents import AgentChange, AgentHealth, AgentTimeline, agent_timeline
-from cloudeye_operator.emulator.scenario import AgentCommand, AgentEvent, Outcome, Scenario, ServerSpec
+from cloudeye_operator.emulator.fleet import EcsQuery, EcsServer, Fleet
+from cloudeye_operator.emulator.scenario import (
+    AgentCommand,
+    AgentEvent,
+    FleetCommand,
+    Outcome,
+    Scenario,
+    ServerSpec,
+)
 
 RETENTION_SECONDS: Final = LIST_RETENTION_DAYS * 24 * 3600.0
 
@@ -141,6 +149,32 @@ class EmulatorState:
             self._scripted_events.setdefault(event.server, []).append((order, event))
         self._applied_events: dict[str, list[AgentChange]] = {}
         self._event_count = len(scenario.agents.events)
+        self.fleet = Fleet.of(self._servers_specs(), scenario.fleet_events, start)
+
+    def _servers_specs(self) -> list[ServerSpec]:
+        return [server.spec for server in self._servers.values()]
+
+    # --- The ECS side (emulator.fleet) ---------------------------------------------------------
+
+    def sync_fleet(self, now: float) -> None:
+        """Apply the fleet events due by ``now``: a server added exists for Cloud Eye from then on."""
+        for spec in self.fleet.due(now):
+            self._join(spec)
+
+    def _join(self, spec: ServerSpec) -> None:
+        self._servers[spec.id] = Server(spec, deque(self.scenario.outcomes.get(spec.id, [])))
+
+    def list_servers(self, query: EcsQuery, page: int, limit: int, now: float) -> tuple[list[EcsServer], int]:
+        """One page of ECS ListServersDetails and the number of servers that match."""
+        self.sync_fleet(now)
+        return self.fleet.page(query, page, limit)
+
+    def apply_fleet_command(self, command: FleetCommand, now: float) -> None:
+        """Apply a fleet event at ``now``. KeyError: no such server; ValueError: add of one that exists."""
+        self.sync_fleet(now)
+        spec = self.fleet.apply(command, now)
+        if spec is not None:
+            self._join(spec)
 
     # --- Reading -------------------------------------------------------------------------------
 
@@ -207,6 +241,7 @@ class EmulatorState:
         """One ListAgentStatus answer: the known servers among the ids, once each, in request order,
         that pass the filters (extension_name: telescope is the only extension, and every server
         reports it, ``none`` when not installed)."""
+        self.sync_fleet(now)
         answer = []
         for instance_id in dict.fromkeys(query.instance_ids):
             health = self.agent_health(instance_id, now)
@@ -261,6 +296,7 @@ class EmulatorState:
         Each filter has an index (a creation-ordered list of task positions); the shortest one is
         walked and the others are checked per task. invocation_target: only telescope exists.
         """
+        self.sync_fleet(now)
         filters: list[tuple[Sequence[int], Callable[[Task], bool]]] = []
         if query.invocation_id is not None:
             found = self._by_id.get(query.invocation_id)
@@ -302,7 +338,9 @@ class EmulatorState:
 
     def dump_servers(self, now: float) -> list[dict[str, Any]]:
         """The fleet (for /_emulator/servers): ``version`` is the installed one; ``uniagent_status``,
-        ``telescope_status`` and ``telescope_version`` are what ListAgentStatus reports."""
+        ``telescope_status`` and ``telescope_version`` are what ListAgentStatus reports; ``ecs_*``,
+        ``tags`` and ``enterprise_project_id`` what ECS lists (``ecs_listed`` false once removed)."""
+        self.sync_fleet(now)
         return [self.dump_server(server_id, now) for server_id in self._servers]
 
     def dump_server(self, instance_id: str, now: float) -> dict[str, Any]:
@@ -320,12 +358,14 @@ class EmulatorState:
             "busy": self.busy(server.id, now),
             "task_count": len(server.task_indices),
             "scripted_outcomes_left": [str(o) for o in server.script],
+            **self.fleet.row(instance_id),
         }
 
     # --- Creating ------------------------------------------------------------------------------
 
     def batch_create(self, request: BatchCreateRequest, now: float) -> list[BatchCreateInvocationInfo]:
         """Apply one batch-create; one result per requested id, in request order."""
+        self.sync_fleet(now)
         if self._create_times:
             now = max(now, self._create_times[-1])
         if request.invocation_type.targets_instances:
