@@ -45,6 +45,7 @@ from cloudeye_operator.rollout import (
     retry_after,
     status_patch,
 )
+from cloudeye_operator.rollout.conditions import utc_seconds
 from cloudeye_operator.rollout.diff import status_patch_between
 from cloudeye_operator.rollout.drift import agents_to_query, already_current, precheck_ids, precheck_version
 from cloudeye_operator.rollout.observation import NOT_REPORTED, AgentHealth
@@ -289,7 +290,9 @@ async def _select(
     current = previous
     if current is None or resolution_due(spec, previous, now):
         servers = await client.list_servers(spec.selector.query())
-        current = memory.resolutions[ref] = Resolution(spec.selector, tuple(s.id for s in servers), now)
+        # To the second, as the planner's clock and the status's times are.
+        at = utc_seconds(now)
+        current = memory.resolutions[ref] = Resolution(spec.selector, tuple(s.id for s in servers), at)
     acted_on = tuple(members(current.ids, status))
     cached = memory.member_specs.get(ref)
     if cached is not None and cached[0] is spec and cached[1] == acted_on:
