@@ -29,7 +29,7 @@ from cloudeye_operator import kube
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.logging_setup import QuietSuccessFilter
 from cloudeye_operator.reconciler import Deps, Rollout, reconcile
-from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
+from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of, with_queued
 from cloudeye_operator.rollout.drift import followed_for_drift, repair_excluded
 from cloudeye_operator.rollout.selection import followed_for_selection
 from cloudeye_operator.rollout.status import RolloutStatus, settled
@@ -184,7 +184,10 @@ async def drive(
             created = str(body.metadata.get("creationTimestamp", ""))
 
             def claims_on(ids: Sequence[str], created: str = created) -> dict[str, str]:
-                return claimed_elsewhere(me, created, ids, claims)
+                # A selector rollout's servers not started are not in its status: their queued
+                # claims are in the operator's memory.
+                every = with_queued(claims, state.deps.memory.queued_claims.values())
+                return claimed_elsewhere(me, created, ids, every)
 
             rollout = Rollout(
                 namespace=namespace,
@@ -196,6 +199,7 @@ async def drive(
                 post_event=post_event,
                 claims_on=claims_on,
                 repair_excluded=repair_excluded(body.metadata.annotations),
+                created=created,
             )
             try:
                 cycle = await reconcile(rollout, state.deps)

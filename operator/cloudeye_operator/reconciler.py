@@ -45,6 +45,7 @@ from cloudeye_operator.rollout import (
     retry_after,
     status_patch,
 )
+from cloudeye_operator.rollout.claims import QueuedClaims, queued_ids
 from cloudeye_operator.rollout.conditions import utc_seconds
 from cloudeye_operator.rollout.diff import status_patch_between
 from cloudeye_operator.rollout.drift import agents_to_query, already_current, precheck_ids, precheck_version
@@ -80,6 +81,8 @@ class Memory:
     """The parsed spec of each rollout (namespace/name) with the generation it was parsed at."""
     resolutions: dict[str, Resolution] = field(default_factory=dict)
     """What each selector rollout's selector last resolved to."""
+    queued_claims: dict[str, QueuedClaims] = field(default_factory=dict)
+    """Each selector rollout's queued claims on servers its status does not list (claims.with_queued)."""
     member_specs: dict[str, tuple[RolloutSpec, tuple[str, ...], RolloutSpec]] = field(default_factory=dict)
     """A selector rollout's spec with its servers as instances: (parsed spec, servers, that spec),
     rebuilt only when either changes (100,000 servers)."""
@@ -107,6 +110,7 @@ class Deps:
         self.memory.specs.pop(ref, None)
         self.memory.resolutions.pop(ref, None)
         self.memory.member_specs.pop(ref, None)
+        self.memory.queued_claims.pop(ref, None)
         self.memory.listings.forget(ref)
         self.pool.release(ref)
 
@@ -134,6 +138,8 @@ class Rollout:
     asked once the cycle knows its servers (a selector's), and `claimed_elsewhere` is not used."""
     repair_excluded: frozenset[str] = frozenset()
     """Servers a drift check reports but never repairs (drift.REPAIR_EXCLUDE_ANNOTATION)."""
+    created: str = ""
+    """metadata.creationTimestamp: who goes first on a shared server (claims.py)."""
 
 
 class _Persisted:
@@ -179,6 +185,12 @@ async def reconcile(rollout: Rollout, deps: Deps) -> Cycle:
     with logging_setup.log_context(rollout=f"{rollout.namespace}/{rollout.name}"), metrics.reconcile_timer():
         delay = await _cycle(rollout, deps, persisted)
     metrics.set_rollout_summary(rollout.namespace, rollout.name, persisted.status)
+    ref = rollout_ref(rollout.namespace, rollout.name)
+    if persisted.status.selection is not None:
+        queued = QueuedClaims(ref, rollout.created, queued_ids(persisted.status))
+        deps.memory.queued_claims[ref] = queued
+    else:
+        deps.memory.queued_claims.pop(ref, None)
     return Cycle(delay, persisted.status, persisted.patches)
 
 

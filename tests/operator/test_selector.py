@@ -113,7 +113,8 @@ async def test_resolving_costs_one_listing_per_1000_servers_and_only_when_due(em
         emu.advance(1)
         cycle = await cluster.cycle()
         assert emu.stats()["servers"]["200"] == 2
-        assert cycle.requeue_after is not None and cycle.requeue_after <= INTERVAL
+        assert cycle.requeue_after is not None
+        assert cycle.requeue_after <= INTERVAL
     finally:
         await cluster.aclose()
 

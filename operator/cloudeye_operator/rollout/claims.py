@@ -12,15 +12,16 @@ A server with no entry yet, or a state this operator does not know, claims as qu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from cloudeye_operator.rollout.status import STATE_TRAITS, ClaimKind, Phase
+from cloudeye_operator.rollout.status import STATE_TRAITS, ClaimKind, Phase, RolloutStatus
 
 # By the raw value: the index reads the status as Kubernetes holds it.
 _LIVE = frozenset(state.value for state, traits in STATE_TRAITS.items() if traits.claim is ClaimKind.LIVE)
 _NONE = frozenset(state.value for state, traits in STATE_TRAITS.items() if traits.claim is ClaimKind.NONE)
 _ACTIVE_PHASES = frozenset({None, Phase.PENDING.value, Phase.PROGRESSING.value})
+_QUEUED = frozenset(state for state, traits in STATE_TRAITS.items() if traits.claim is ClaimKind.QUEUED)
 
 
 class Claim(NamedTuple):
@@ -75,3 +76,47 @@ def claimed_elsewhere(
         if winners:
             blocked[iid] = winners[0][1]
     return blocked
+
+
+def queued_ids(status: RolloutStatus) -> frozenset[str]:
+    """The servers a rollout holds queued claims on, from the status it wrote (the model, every
+    server in it): what a selector rollout's status does not list (servers not started) is claimed
+    from the operator's memory this way (`with_queued`)."""
+    if status.phase.value not in _ACTIVE_PHASES:
+        return frozenset()
+    return frozenset(iid for iid, record in status.instances.items() if record.state in _QUEUED)
+
+
+class QueuedClaims(NamedTuple):
+    """A rollout's queued claims kept in the operator's memory (a selector rollout's)."""
+
+    owner: str
+    created: str
+    ids: frozenset[str]
+
+
+class _WithQueued(Mapping[str, list[Claim]]):
+    def __init__(self, index: Mapping[str, Iterable[Claim]], queued: Iterable[QueuedClaims]) -> None:
+        self._index = index
+        self._queued = list(queued)
+
+    def __getitem__(self, iid: str) -> list[Claim]:
+        found = list(self._index.get(iid, ()))
+        found += [Claim(q.created, q.owner, live=False) for q in self._queued if iid in q.ids]
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set(self._index)
+        yield from seen
+        for q in self._queued:
+            yield from (iid for iid in q.ids if iid not in seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def with_queued(
+    index: Mapping[str, Iterable[Claim]], queued: Iterable[QueuedClaims]
+) -> Mapping[str, list[Claim]]:
+    """The claims of the index (what statuses list) and the queued claims kept in memory, by server."""
+    return _WithQueued(index, queued)

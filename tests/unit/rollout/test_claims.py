@@ -66,3 +66,25 @@ def test_a_selector_rollout_claims_the_servers_its_status_lists() -> None:
     assert {iid: c.live for iid, c in claims.items()} == {"a": True, "b": False}
     blocked = claimed_elsewhere("ns/list", NEW, ["a", "b", "z"], {k: [v] for k, v in claims.items()})
     assert blocked == {"a": "ns/fleet", "b": "ns/fleet"}
+
+
+def test_a_selector_rollouts_servers_not_started_claim_from_memory() -> None:
+    # Its status does not list them, so the index cannot see them: the operator's memory holds them.
+    from cloudeye_operator.rollout.claims import QueuedClaims, queued_ids, with_queued
+    from cloudeye_operator.rollout.status import InstanceState, InstanceStatus, Phase, RolloutStatus
+
+    status = RolloutStatus(
+        phase=Phase.PROGRESSING,
+        instances={
+            "a": InstanceStatus(state=InstanceState.WAITING),
+            "b": InstanceStatus(state=InstanceState.RUNNING),
+            "c": InstanceStatus(state=InstanceState.SUCCEEDED),
+        },
+    )
+    assert queued_ids(status) == {"a"}
+    assert queued_ids(status.model_copy(update={"phase": Phase.PAUSED})) == frozenset()
+    index = {"b": [Claim(OLD, "ns/fleet", live=True)]}
+    every = with_queued(index, [QueuedClaims("ns/fleet", OLD, queued_ids(status))])
+    assert claimed_elsewhere("ns/list", NEW, ["a", "b", "c"], every) == {"a": "ns/fleet", "b": "ns/fleet"}
+    assert claimed_elsewhere("ns/older", "2026-11-25T09:00:00Z", ["a"], every) == {}  # queued: younger only
+    assert sorted(every) == ["a", "b"]
