@@ -201,9 +201,9 @@ async def _cycle(rollout: Rollout, deps: Deps, persisted: _Persisted) -> float |
     stage = Stage.SPEC
     try:
         spec = _spec(rollout, deps, ref)
-        target = _target(spec, deps.settings)
+        target = cloud_target(spec, deps.settings)
         stage = Stage.CREDENTIALS
-        credentials = await _credentials(spec, rollout.namespace, deps)
+        credentials = await credentials_for(spec, rollout.namespace, deps.settings, deps.read_secret)
         stage = Stage.CLIENT
         client = await deps.pool.get(target, credentials, ref)
         selection = None
@@ -315,7 +315,8 @@ async def _select(
     return with_members, membership(spec, status, current, previous, acted_on)
 
 
-def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget:
+def cloud_target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget:
+    """Where a rollout's cloud is: its spec.cloud over the operator's defaults."""
     cloud = spec.cloud
     region = (cloud.region if cloud else None) or settings.region
     project = (cloud.project_id if cloud else None) or settings.project_id
@@ -333,12 +334,15 @@ def _target(spec: RolloutSpec, settings: OperatorSettings) -> CloudTarget:
     )
 
 
-async def _credentials(spec: RolloutSpec, namespace: str, deps: Deps) -> Credentials:
+async def credentials_for(
+    spec: RolloutSpec, namespace: str, settings: OperatorSettings, read_secret: SecretReader
+) -> Credentials:
+    """A rollout's credentials: its Secret, else the operator's defaults."""
     ref = spec.cloud.credentials_secret_ref if spec.cloud else None
     if ref is not None:
-        data = await deps.read_secret(namespace, ref.name)
+        data = await read_secret(namespace, ref.name)
         return from_secret_data(data, f"Secret {namespace}/{ref.name}")
-    credentials = deps.settings.default_credentials()
+    credentials = settings.default_credentials()
     if credentials is None:
         raise CredentialsError(
             "no spec.cloud.credentialsSecretRef, and the operator has no default credentials "

@@ -18,6 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudeye_operator import kube
+from cloudeye_operator.config import OperatorSettings
+from cloudeye_operator.fleet_view import Member, describe, members_from_cloud
 from cloudeye_operator.rollout.status import STATE_TRAITS, unlisted_counts
 
 # From the table of state traits, by raw value (the view reads objects as Kubernetes holds them): a
@@ -157,16 +159,27 @@ def agent_of(record: Mapping[str, Any], declared: str | None) -> str:
     return "-"
 
 
-def render_servers(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
-    """Every server of every rollout: state, attempts, and its agent as last seen."""
+def render_servers(
+    rollouts: Iterable[Mapping[str, Any]], from_cloud: Mapping[str, list[Member] | str] | None = None
+) -> RenderableType:
+    """Every server of every rollout: state, attempts, and its agent as last seen. A selector
+    rollout's members come from the cloud (`from_cloud`, by namespace/name: the members, or why they
+    could not be listed): its status lists only the servers with something to say."""
     table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
     for column in ("ROLLOUT", "SERVER", "STATE", "ATTEMPTS", "AGENT"):
         table.add_column(column, no_wrap=column != "AGENT")
+    notes: list[RenderableType] = []
     for obj in sorted(rollouts, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
         meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
         name = f"{meta.get('namespace', '')}/{meta['name']}"
         declared = spec.get("version") or status.get("resolvedVersion")
-        for iid, record in sorted((status.get("instances") or {}).items()):
+        records: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
+        members = (from_cloud or {}).get(name)
+        if isinstance(members, str):
+            notes.append(
+                Text(f"  ! {name}: {members}; only the servers its status lists are shown", style="yellow")
+            )
+        for iid, record in sorted(records.items()):
             state = str(record.get("state", "WAITING"))
             table.add_row(
                 name,
@@ -175,7 +188,38 @@ def render_servers(rollouts: Iterable[Mapping[str, Any]]) -> RenderableType:
                 str(record.get("attempts", "-")),  # a compact entry leaves 0 and 1 out
                 agent_of(record, declared),
             )
-    return table
+        if isinstance(members, list):
+            for member in sorted(members, key=lambda m: m.id):
+                if member.id in records:
+                    continue
+                # Not listed: converged (the agent runs the declared version) or not started yet.
+                converged = member.agent.runs_at_least(declared) and member.agent.installed
+                state = "SUCCEEDED" if converged else "WAITING"
+                table.add_row(
+                    name,
+                    member.id,
+                    Text(state, style=STATE_STYLES.get(state, "")),
+                    "-",
+                    describe(member.agent),
+                )
+    return Group(table, *notes) if notes else table
+
+
+async def _from_cloud(items: Iterable[Mapping[str, Any]]) -> dict[str, list[Member] | str]:
+    """The members of each selector rollout, from the cloud; or, for one that could not be asked, why."""
+    found: dict[str, list[Member] | str] = {}
+    settings: OperatorSettings | None = None
+    for obj in items:
+        if not isinstance((obj.get("spec") or {}).get("selector"), Mapping):
+            continue
+        meta = obj["metadata"]
+        name = f"{meta.get('namespace', '')}/{meta['name']}"
+        try:
+            settings = settings or OperatorSettings()
+            found[name] = await members_from_cloud(obj, settings, kube.read_secret_data)
+        except Exception as error:  # shown to the person, who can fix it
+            found[name] = f"cannot list its servers from the cloud ({type(error).__name__}: {error})"
+    return found
 
 
 async def _list(namespace: str | None) -> list[dict[str, Any]]:
@@ -199,7 +243,12 @@ async def _list(namespace: str | None) -> list[dict[str, Any]]:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
 @click.option("--until-ready", is_flag=True, help="With --watch: exit 0 once every shown rollout is Ready.")
 @click.option("--timeout", default=0.0, help="With --until-ready: give up (exit 1) after this many seconds.")
-@click.option("--servers", is_flag=True, help="List every server: its state and its agent as last seen.")
+@click.option(
+    "--servers",
+    is_flag=True,
+    help="List every server: its state and its agent as last seen (a selector rollout's members, "
+    "from the cloud: ECS and Cloud Eye, with the rollout's credentials or the CLOUDEYE_* defaults).",
+)
 def status_command(
     name: str | None,
     namespace: str | None,
@@ -221,7 +270,7 @@ def status_command(
     async def main() -> int:
         items = await snapshot()
         if servers:
-            console.print(render_servers(items))
+            console.print(render_servers(items, await _from_cloud(items)))
             return 0
         if not watch:
             console.print(render(items))

@@ -15,6 +15,7 @@ What the issue asks, checked against ground truth (the emulator's record of ever
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 
 from tests.support.agent_health import events
 from tests.support.controlplane import ControlPlane
-from tests.support.e2e import Emulator, Operator, fast, get_ar, is_ready, manifest, wait_for
+from tests.support.e2e import CLI, TOKEN, Emulator, Operator, fast, get_ar, is_ready, manifest, wait_for
 
 SCENARIO = """\
 # Selector rollouts end to end: tasks end 2.5 s after they are created.
@@ -141,6 +142,23 @@ def test_a_selector_rollout_follows_the_tags_of_the_fleet(
     assert "db-0001" in joined[0]["message"]
     assert "web-0002" in left[0]["message"]
     assert emulator.duplicates() == {}
+
+    # `cloudeye-operator status NAME --servers` lists every member from the cloud, converged ones too
+    # (the status does not list them), with its agent as Cloud Eye reports it now.
+    shown = subprocess.run(
+        [CLI, "status", name, "--servers"],
+        env=operator.emulator_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if name in line]
+    members = {line.split()[1]: line for line in lines}
+    assert sorted(members) == sorted([*(w for w in WEBS if w != "web-0002"), "db-0001"]), shown.stdout
+    assert all("SUCCEEDED" in line and "telescope running 2.7.2" in line for line in members.values())
+    assert TOKEN not in shown.stdout + shown.stderr
 
     # kubectl shows it: the printer columns read the summary.
     table = cluster.kubectl("get", "ar", name).stdout

@@ -110,3 +110,34 @@ def test_a_selector_rollout_shows_the_servers_it_counts_but_does_not_list() -> N
     assert "running 1" in text
     assert "900/1000" in text
     assert "1000 server(s) matched at 2026-12-01T10:02:11Z; 3 joined, 1 left" in text
+
+
+def test_a_selector_rollouts_members_come_from_the_cloud_with_their_agents() -> None:
+    from cloudeye_operator.fleet_view import Member
+    from cloudeye_operator.rollout.observation import AgentHealth
+    from cloudeye_operator.status_view import render_servers
+
+    fleet = {
+        "metadata": {"name": "fleet", "namespace": "prod", "generation": 1},
+        "spec": {"action": "INSTALL", "version": "2.7.2", "selector": {"tags": {"monitoring": "telescope"}}},
+        "status": {"instances": {"srv-2": {"state": "RUNNING", "invocationId": "t2"}}},
+    }
+    members = [
+        Member("srv-1", "web-1", AgentHealth("running", "running", "2.7.2")),
+        Member("srv-2", "web-2", AgentHealth("running", "none")),
+        Member("srv-3", "web-3", AgentHealth("running", "none")),
+    ]
+    console = Console(width=160, record=True)
+    console.print(render_servers([fleet], {"prod/fleet": members}))
+    text = console.export_text()
+    rows = {line.split()[1]: line for line in text.splitlines() if "prod/fleet" in line}
+    assert "SUCCEEDED" in rows["srv-1"]
+    assert "telescope running 2.7.2" in rows["srv-1"]
+    assert "RUNNING" in rows["srv-2"]  # the status's entry, not the cloud's guess
+    assert "WAITING" in rows["srv-3"]
+    console = Console(width=160, record=True)
+    console.print(render_servers([fleet], {"prod/fleet": "cannot list its servers from the cloud (Oops)"}))
+    text = console.export_text()
+    assert "only the servers its status lists are shown" in text
+    assert "srv-2" in text
+    assert "srv-1" not in text
