@@ -22,6 +22,8 @@ SCENARIO: dict[str, Any] = {
         {"generate": {"count": 2500, "prefix": "srv-", "tags": {"monitoring": "telescope", "env": "web"}}},
         {"generate": {"count": 10, "prefix": "db-", "tags": {"monitoring": "telescope", "env": "db"}}},
         {"id": "off-0001", "tags": {"monitoring": "telescope"}, "status": "SHUTOFF"},
+        # ECS lists BMS servers too (tagged __type_baremetal): a selector names ECS servers only.
+        {"id": "bms-0001", "type": "BMS", "tags": {"monitoring": "telescope"}},
     ],
 }
 
@@ -45,12 +47,44 @@ def _client(emu: RunningEmulator, auth: httpx.Auth | None = None, **settings: An
     )
 
 
+class _Recording(httpx.AsyncBaseTransport):
+    """The real transport, keeping every request's URL."""
+
+    def __init__(self) -> None:
+        self.urls: list[httpx.URL] = []
+        self._real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(request.url)
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
 async def test_every_match_in_ceil_n_over_1000_calls_by_page_number(emu: RunningEmulator) -> None:
-    async with _client(emu) as client:
+    recording = _Recording()
+    client = CloudEyeClient(
+        ClientSettings(project_id=emu.project_id, endpoint=emu.url),
+        StaticTokenAuth(d.DEFAULT_TOKEN),
+        transport=recording,
+    )
+    async with client:
         found = await client.list_servers(ServerQuery(tags=TAG))
-        assert len(found) == 2510  # the SHUTOFF one left out (ACTIVE by default)
+        assert len(found) == 2510  # the SHUTOFF one left out (ACTIVE by default), and the BMS one
         assert client.stats.requests["servers"] == 3
     assert emu.stats()["servers"] == {"200": 3}
+    assert [url.path for url in recording.urls] == [f"/v1/{emu.project_id}/cloudservers/detail"] * 3
+    assert [dict(url.params) for url in recording.urls] == [
+        {
+            "limit": "1000",
+            "offset": str(page),  # a page number, not an item offset
+            "not-tags": "__type_baremetal",
+            "tags": "monitoring=telescope",
+            "status": "ACTIVE",
+        }
+        for page in (1, 2, 3)
+    ]
     assert found[0] == ListedServer(
         "srv-0001", "srv-0001", "ACTIVE", (("monitoring", "telescope"), ("env", "web")), "0"
     )
@@ -79,6 +113,10 @@ async def test_a_bad_query_is_refused_before_anything_is_sent(emu: RunningEmulat
     async with _client(emu) as client:
         with pytest.raises(RequestValidationError, match="1 to 128 characters"):
             await client.list_servers(ServerQuery(tags=(("", "x"),)))
+        with pytest.raises(RequestValidationError, match="over 255 characters"):
+            await client.list_servers(ServerQuery(tags=(("k", "v" * 256),)))
+        with pytest.raises(RequestValidationError, match="must not contain '=' or ','"):
+            await client.list_servers(ServerQuery(tags=(("a=b", "c"),)))
         with pytest.raises(RequestValidationError, match="limit"):
             async for _ in client.iter_servers(ServerQuery(), page_size=1001):
                 pass
@@ -92,6 +130,24 @@ async def test_an_ecs_error_is_read_with_its_code(emu: RunningEmulator) -> None:
             await client.list_servers(ServerQuery(tags=TAG))
     assert caught.value.status == 403
     assert caught.value.endpoint == "servers"
+
+
+async def test_an_ecs_shaped_error_body_is_read_like_a_cloud_eye_one() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = {"error": {"code": "Ecs.0103", "message": "policy doesn't allow ecs:cloudServers:list"}}
+        return httpx.Response(403, json=body)
+
+    client = CloudEyeClient(
+        ClientSettings(project_id="0123abcd", region="cn-north-4"),
+        StaticTokenAuth("a-token-never-shown"),
+        transport=httpx.MockTransport(answer),
+    )
+    async with client:
+        with pytest.raises(ApiError) as caught:
+            await client.list_servers(ServerQuery(tags=TAG))
+    assert (caught.value.status, caught.value.error_code) == (403, "Ecs.0103")
+    assert "ecs:cloudServers:list" in str(caught.value)
+    assert "a-token-never-shown" not in str(caught.value)
 
 
 async def test_a_5xx_or_429_page_is_asked_again(emu: RunningEmulator) -> None:
@@ -122,3 +178,5 @@ def test_tags_and_matching() -> None:
     assert select([web, off], ServerQuery(tags=(("env", "web"),), status=ServerStatus.SHUTOFF)) == [off]
     assert select([web], ServerQuery(name="eb-")) == [web]
     assert select([web], ServerQuery(enterprise_project_id="ep-9")) == []
+    bms = ListedServer("b", "web-3", "ACTIVE", (("env", "web"), ("__type_baremetal", "")))
+    assert select([bms, web], query) == [web]  # ECS lists BMS servers too; selectors name ECS ones

@@ -11,10 +11,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from cloudeye_operator.cloudeye.models import InstanceType
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from cloudeye_operator.emulator import defaults as d
 from cloudeye_operator.emulator.fleet import EcsQuery, Fleet, FleetError, parse_query
-from cloudeye_operator.emulator.scenario import FleetCommand, parse_scenario
+from cloudeye_operator.emulator.scenario import FleetAction, FleetCommand, ServerSpec, parse_scenario
 
 TAGGED = {"monitoring": "telescope"}
 SCENARIO: dict[str, Any] = {
@@ -69,6 +70,11 @@ async def test_servers_are_filtered_by_tag_status_project_and_name(emu: RunningE
         "db-0002",
         "db-0003",
     ]
+    # Several tags: one parameter each (as Huawei's Go SDK sends them) or comma-separated, all matching.
+    assert await _ids(emu, tags=["monitoring=telescope", "env=web"], limit=100) == [
+        f"web-000{k}" for k in range(1, 6)
+    ]
+    assert await _ids(emu, tags="env=db,monitoring=telescope", limit=100) == []
     detail = (await _list(emu, name="web-0001")).json()["servers"][0]
     assert detail["tags"] == ["monitoring=telescope", "env=web"]
     assert (detail["status"], detail["enterprise_project_id"]) == ("ACTIVE", "0")
@@ -173,8 +179,35 @@ def test_a_query_string_parses_as_ecs_reads_it() -> None:
     )
     assert query == EcsQuery(tags=(("a", "1"), ("b", None)), not_tags=("c",))
     assert (page, limit) == (1, 1000)
+    repeated, _, _ = parse_query([("tags", "a=1"), ("tags", "b=2"), ("not-tags", "c"), ("not-tags", "d")])
+    assert repeated == EcsQuery(tags=(("a", "1"), ("b", "2")), not_tags=("c", "d"))
     with pytest.raises(FleetError):
         parse_query([("limit", "many")])
+
+
+def test_a_bms_server_is_listed_with_the_baremetal_tag_and_not_tags_leaves_it_out() -> None:
+    fleet = Fleet.of(
+        [
+            ServerSpec(id="ecs-1", tags=TAGGED),
+            ServerSpec(id="bms-1", type=InstanceType.BMS, tags=TAGGED),
+        ],
+        [],
+        0.0,
+    )
+    everything, count = fleet.page(EcsQuery(tags=(("monitoring", "telescope"),)), 1, 10)
+    assert count == 2
+    assert everything[1].detail()["tags"] == ["monitoring=telescope", "__type_baremetal"]
+    ecs_only, count = fleet.page(EcsQuery(not_tags=("__type_baremetal",)), 1, 10)
+    assert ([s.id for s in ecs_only], count) == (["ecs-1"], 1)
+
+
+def test_a_generated_groups_servers_change_tags_one_by_one() -> None:
+    scenario = parse_scenario("fleet: [{generate: {count: 3, tags: {tier: web}}}]")
+    fleet = Fleet.of(scenario.servers(), [], 0.0)
+    fleet.apply(FleetCommand(server="srv-0001", do=FleetAction.TAG, tags={"tier": "db"}), 1.0)
+    fleet.apply(FleetCommand(server="srv-0002", do=FleetAction.UNTAG, keys=["tier"]), 1.0)
+    assert [server.tags for server in fleet.servers.values()] == [{"tier": "db"}, {}, {"tier": "web"}]
+    assert scenario.servers()[2].tags == {"tier": "web"}  # the scenario itself is untouched
 
 
 def test_100000_generated_servers_page_in_100_calls_after_one_filter() -> None:
@@ -191,6 +224,6 @@ def test_100000_generated_servers_page_in_100_calls_after_one_filter() -> None:
         seen.extend(server.id for server in servers)
     assert len(set(seen)) == 100_000
     assert fleet.page(query, 101, 1000) == ([], 100_000)
-    fleet.apply(FleetCommand(server=seen[0], do="untag", keys=["monitoring"]), 1.0)  # type: ignore[arg-type]
+    fleet.apply(FleetCommand(server=seen[0], do=FleetAction.UNTAG, keys=["monitoring"]), 1.0)
     assert fleet.page(query, 1, 1000)[1] == 99_999
     print(f"\n100,000 servers generated, filtered and paged in {time.perf_counter() - started:.1f}s")

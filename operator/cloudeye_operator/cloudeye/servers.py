@@ -6,8 +6,11 @@ is a PAGE NUMBER from 1 (0 reads as 1), not an item offset; the answer is `{"cou
 [ServerDetail...]}`. It is the only ECS listing that filters by status and enterprise project and
 returns each server's tags in the same page, so resolving N servers costs ceil(N/1000) calls. A server
 detail has dozens of fields (a page of 1,000 is megabytes): only id, name, status, tags and enterprise
-project are kept. The `tags` filter takes one `key=value`; every tag of a query is checked here on the
-servers returned, so a selector with several tags is exact whatever the API does with its filter.
+project are kept. The `tags` filter takes `key=value` (the official SDK's `tags` is one string; Huawei's
+Go SDK, under the Terraform provider, sends one `tags` parameter per tag): one is sent, and every tag
+of a query is checked here on the servers returned, so a selector with several tags is exact whatever
+the API does with its filter. ECS lists BMS servers too, with the system tag `__type_baremetal`: a
+selector names ECS servers, so they are left out (`not-tags`, and checked here as well).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ IAM_ACTION_LIST_SERVERS: Final = "ecs:cloudServers:list"
 """The IAM action ListServersDetails needs."""
 MAX_TAG_KEY_LENGTH: Final = 128
 MAX_TAG_VALUE_LENGTH: Final = 255
+BAREMETAL_TAG: Final = "__type_baremetal"
+"""The tag ECS lists a BMS server with (the API page: `not-tags=__type_baremetal` leaves BMS out)."""
 
 
 class ServerStatus(StrEnum):
@@ -60,7 +65,7 @@ class ServerQuery:
 
     def params(self, page: int, limit: int = MAX_SERVERS_PER_PAGE) -> dict[str, str]:
         """The query string of one page (page numbers from 1)."""
-        params = {"limit": str(limit), "offset": str(page)}
+        params = {"limit": str(limit), "offset": str(page), "not-tags": BAREMETAL_TAG}
         if self.tags:
             key, value = self.tags[0]  # the API filters by one; `ListedServer.matches` checks them all
             params["tags"] = f"{key}={value}"
@@ -77,6 +82,9 @@ class ServerQuery:
         for key, value in self.tags:
             if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
                 raise ValueError(f"tags: key {key[:40]!r} must be 1 to {MAX_TAG_KEY_LENGTH} characters")
+            if "=" in key or "," in key:
+                # ECS refuses both in a key, and `key=value` could not say where the key ends.
+                raise ValueError(f"tags: key {key[:40]!r} must not contain '=' or ','")
             if len(value) > MAX_TAG_VALUE_LENGTH:
                 raise ValueError(f"tags: the value of {key!r} is over {MAX_TAG_VALUE_LENGTH} characters")
 
@@ -102,6 +110,8 @@ class ListedServer:
         if query.name is not None and query.name not in self.name:
             return False
         have = dict(self.tags)
+        if BAREMETAL_TAG in have:
+            return False  # a BMS server: selectors name ECS servers
         return all(have.get(key) == value for key, value in query.tags)
 
 

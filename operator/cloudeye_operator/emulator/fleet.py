@@ -6,10 +6,14 @@ The scenario's ``fleet_events`` apply lazily, in time order, when the clock has 
 cache of the filtered, ordered ids of each query, so paging through 100,000 servers costs one filter
 and sort, then a slice per page.
 
+A server's ``tags`` are ``key=value`` strings, as ECS writes them; a BMS server is listed too, tagged
+``__type_baremetal`` (the API page's own example: ``not-tags=__type_baremetal`` leaves BMS out).
+
 Rules beyond the API pages, chosen for the emulator: servers are listed in the order they were made;
-`tags` filters by one ``key=value`` (or a bare ``key``: any value), several comma-separated all
-having to match; `not-tags` by keys; `name` is a substring match; a removed server is not listed;
-`offset` is the page number (0 reads as 1) and `limit` at most 1,000.
+`tags` filters by ``key=value`` (or a bare ``key``: any value), and several (the official SDK sends
+one; Huawei's Go SDK, under its Terraform provider, repeats the parameter, one tag each), repeated or
+comma-separated, must all match; `not-tags` by keys, likewise; `name` is a substring match; a removed
+server is not listed; `offset` is the page number (0 reads as 1) and `limit` at most 1,000.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from cloudeye_operator.cloudeye.servers import MAX_SERVERS_PER_PAGE, ServerStatus
+from cloudeye_operator.cloudeye.models import InstanceType
+from cloudeye_operator.cloudeye.servers import BAREMETAL_TAG, MAX_SERVERS_PER_PAGE, ServerStatus
 from cloudeye_operator.emulator.scenario import FleetAction, FleetCommand, FleetEvent, ServerSpec
 
 DEFAULT_LIMIT: Final = 25
@@ -34,6 +39,9 @@ class FleetError(ValueError):
 
 @dataclass(slots=True)
 class EcsServer:
+    """One server's ECS side. `tags` may be shared with other servers (a generated group shares one
+    dict): it is replaced, never changed in place."""
+
     id: str
     name: str
     tags: dict[str, str]
@@ -49,7 +57,7 @@ class EcsServer:
             "id": self.id,
             "name": self.name,
             "status": status,
-            "tags": [f"{key}={value}" for key, value in self.tags.items()],
+            "tags": [_tag(key, value) for key, value in self.tags.items()],
             "enterprise_project_id": self.enterprise_project_id,
             "created": _iso(self.created),
             "updated": _iso(self.updated),
@@ -94,7 +102,15 @@ class EcsQuery:
 def parse_query(params: Iterable[tuple[str, str]]) -> tuple[EcsQuery, int, int]:
     """The filters, page number (from 1) and limit of a request's query string; FleetError when ECS
     would refuse it."""
-    raw = dict(params)
+    raw: dict[str, str] = {}
+    tag_items: list[str] = []
+    not_tag_items: list[str] = []
+    for key, value in params:
+        raw[key] = value
+        if key == "tags":
+            tag_items.extend(value.split(","))
+        elif key == "not-tags":
+            not_tag_items.extend(value.split(","))
     try:
         limit = int(raw.get("limit", DEFAULT_LIMIT))
         page = int(raw.get("offset", 1))
@@ -111,12 +127,12 @@ def parse_query(params: Iterable[tuple[str, str]]) -> tuple[EcsQuery, int, int]:
         except ValueError:
             raise FleetError(f"unknown status {raw['status'][:40]!r}") from None
     tags: list[tuple[str, str | None]] = []
-    for item in filter(None, raw.get("tags", "").split(",")):
+    for item in filter(None, tag_items):
         key, sep, value = item.partition("=")
         tags.append((key, value if sep else None))
     query = EcsQuery(
         tags=tuple(tags),
-        not_tags=tuple(filter(None, raw.get("not-tags", "").split(","))),
+        not_tags=tuple(filter(None, not_tag_items)),
         enterprise_project_id=raw.get("enterprise_project_id"),
         name=raw.get("name"),
         status=status,
@@ -143,8 +159,10 @@ class Fleet:
         return fleet
 
     def _add(self, spec: ServerSpec, now: float) -> EcsServer:
+        # The spec's own dict, not a copy: a generated group's servers share one (100,000 dicts less).
+        tags = {**spec.tags, BAREMETAL_TAG: ""} if spec.type is InstanceType.BMS else spec.tags
         server = EcsServer(
-            spec.id, spec.display_name, dict(spec.tags), spec.enterprise_project_id, spec.status, now, now
+            spec.id, spec.display_name, tags, spec.enterprise_project_id, spec.status, now, now
         )
         self.servers[spec.id] = server
         self.version += 1
@@ -173,10 +191,9 @@ class Fleet:
         server = self.servers[command.server]
         match command.do:
             case FleetAction.TAG:
-                server.tags.update(command.tags)
+                server.tags = {**server.tags, **command.tags}
             case FleetAction.UNTAG:
-                for key in command.keys:
-                    server.tags.pop(key, None)
+                server.tags = {k: v for k, v in server.tags.items() if k not in command.keys}
             case FleetAction.STATUS:
                 assert command.status is not None
                 server.status = command.status
@@ -209,6 +226,11 @@ class Fleet:
             "tags": dict(server.tags),
             "enterprise_project_id": server.enterprise_project_id,
         }
+
+
+def _tag(key: str, value: str) -> str:
+    # The system tag has no value, and ECS writes it bare (as in `not-tags=__type_baremetal`).
+    return key if key == BAREMETAL_TAG else f"{key}={value}"
 
 
 def _iso(moment: float) -> str:
