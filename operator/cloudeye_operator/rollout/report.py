@@ -473,12 +473,12 @@ def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phas
         )
     if d.drift.repaired:
         add(EventKind.NORMAL, EventReason.REPAIRED, f"repaired {_ids(d.drift.repaired, 'server')}")
-    if d.drift.current:
+    news = newly_current(d)
+    if news:
         add(
             EventKind.NORMAL,
             EventReason.ALREADY_CURRENT,
-            f"already running {precheck_version(spec, prior)}, no task needed: "
-            f"{_ids(d.drift.current, 'server')}",
+            f"already running {precheck_version(spec, prior)}, no task needed: {_ids(news, 'server')}",
         )
     if d.selection is not None and d.selection.joined:
         message = f"now matching the selector ({d.selection.selector}): {_ids(d.selection.joined, 'server')}"
@@ -515,6 +515,17 @@ def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phas
         elif prior.phase is Phase.PAUSED:
             add(EventKind.NORMAL, EventReason.RESUMED, f"resumed: {text}")
     return out
+
+
+def newly_current(d: Decision) -> list[str]:
+    """The servers found already running the version that are news: not the converged servers of a
+    selector rollout that a reloaded status did not list (status.listed) and that this cycle found
+    converged again, which is what they were."""
+    current = d.drift.current
+    if d.selection is None or d.prior.revision_key != d.spec.revision_key:
+        return list(current)
+    joined = set(d.selection.joined)
+    return [iid for iid in current if iid in d.prior.instances or iid in joined]
 
 
 # --- words ------------------------------------------------------------------------------------------

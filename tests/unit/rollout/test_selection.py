@@ -10,6 +10,7 @@ import pytest
 
 from cloudeye_operator.rollout import Plan, RolloutSpec, SpecError
 from cloudeye_operator.rollout.diff import status_patch_between
+from cloudeye_operator.rollout.observation import AgentHealth
 from cloudeye_operator.rollout.selection import Resolution, followed_for_selection, membership, resolution_due
 from cloudeye_operator.rollout.status import InstanceState, RolloutStatus
 
@@ -200,7 +201,7 @@ def test_after_a_restart_converged_servers_are_found_by_their_agents_and_get_no_
     assert sim.created_for() == ["s1", "s2", "s3"]  # nothing created again
     assert sim.status.phase == "Succeeded"
     assert sim.status.summary.succeeded == 3
-    assert "AlreadyCurrent" in reasons(p)
+    assert "AlreadyCurrent" not in reasons(p)  # converged again, as they were: no news
     assert sim.status.to_dict()["instances"] == {}
 
 
@@ -220,6 +221,22 @@ def test_after_a_restart_a_versiontype_rollout_holds_unlisted_servers_to_the_ver
     sim.cycle(at(30), restart=True)
     assert sim.created_for() == ["s1", "s2"]
     assert sim.status.summary.succeeded == 2
+
+
+def test_a_server_that_joins_already_running_the_version_is_news() -> None:
+    fleet = Fleet()
+    fleet.tag("s1")
+    sim = SelectorSim(selector_spec(selector={"intervalSeconds": 60}), fleet)
+    sim.cycle(at(0))
+    sim.cloud.finish(["s1"], "SUCCEEDED")
+    sim.cycle(at(15))
+    fleet.tag("s2")
+    sim.agents_extra["s2"] = AgentHealth("running", "running", "2.7.2")
+    p = sim.cycle(at(60))
+    assert sim.created_for() == ["s1"]
+    assert [m for m in (e.message for e in p.events if e.reason == "AlreadyCurrent")] == [
+        "already running 2.7.2, no task needed: 1 server(s): s2"
+    ]
 
 
 def test_after_a_restart_a_server_not_started_is_started_once() -> None:
