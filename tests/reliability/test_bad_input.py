@@ -44,7 +44,27 @@ CORPUS: dict[str, tuple[dict[str, Any], str]] = {
     "no-action": (_with("action", "~"), "spec.action: Required"),
     "action-enum": (_with("action", "DELETE"), "spec.action: Unsupported value"),
     "action-type": (_with("action", 7), "spec.action: Invalid value"),
-    "no-instances": (_with("instances", "~"), "spec.instances: Required"),
+    "no-instances": (_with("instances", "~"), "exactly one of instances or selector is required"),
+    "instances-and-selector": (
+        {**BASE, "selector": {"tags": {"monitoring": "telescope"}}},
+        "exactly one of instances or selector is required",
+    ),
+    "selector-no-criterion": (
+        {**_with("instances", "~"), "selector": {"status": "ACTIVE"}},
+        "selector needs at least one of tags, enterpriseProjectId or name",
+    ),
+    "selector-rollback": (
+        {"action": "ROLLBACK", "selector": {"tags": {"monitoring": "telescope"}}},
+        "selector is not allowed with action ROLLBACK",
+    ),
+    "selector-bms": (
+        {**_with("instances", "~"), "selector": {"tags": {"a": "b"}, "type": "BMS"}},
+        "spec.selector.type: Unsupported value",
+    ),
+    "selector-status": (
+        {**_with("instances", "~"), "selector": {"tags": {"a": "b"}, "status": "RUNNING"}},
+        "spec.selector.status: Unsupported value",
+    ),
     "instances-empty": (_with("instances", []), "spec.instances"),
     "instances-object": (_with("instances", {"id": "srv-0001"}), "spec.instances"),
     "id-pattern": (_with("instances", [{"id": "bad id!"}]), "spec.instances[0].id"),
