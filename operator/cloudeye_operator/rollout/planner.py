@@ -178,6 +178,10 @@ class _Planner:
         self.credentials = credentials
         self.repair_excluded = repair_excluded
         self.selection = selection
+        # Selector members that no longer match, followed only until their work in flight ends: never
+        # started again (an intent released, a retry due, a drift repair), so their agents are left as
+        # they are.
+        self.leaving = frozenset(selection.leaving) if selection is not None else frozenset()
         self.book = Book(status, now, verify=spec.strategy.verify_timeout_seconds > 0)
         self.fresh = InstanceStatus(action=spec.action.invocation_type, last_transition_time=now)
         # A deadline that fired stays fired until the spec changes (a new generation): no new task.
@@ -627,7 +631,7 @@ class _Planner:
             if (rec := book.instances[iid]).retry_at is not None and rec.retry_at <= self.now
         ]
         for _, iid in sorted(due):
-            if not self._covered(iid):
+            if iid in self.leaving or not self._covered(iid):
                 continue
             rec = book.instances[iid]
             note = f"attempt {rec.attempts + 1} of {limit + 1}"
@@ -650,7 +654,7 @@ class _Planner:
             if capacity <= 0 and not rollback_action:
                 break  # (ROLLBACK goes on: deciding SKIPPED needs no slot)
             rec = book.instances[iid]
-            if self._halted(rec, budget) or not self._covered(iid):
+            if self._halted(rec, budget) or iid in self.leaving or not self._covered(iid):
                 continue
             if rec.action is InvocationType.ROLLBACK and rec.rollback_of is None:
                 rec = self._find_rollback_source(iid, rec, starts, starting=capacity > 0)

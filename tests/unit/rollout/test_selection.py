@@ -127,6 +127,44 @@ def test_a_server_that_stops_matching_mid_task_is_followed_until_its_task_ends()
     assert sim.status.summary.total == 1
 
 
+@pytest.mark.parametrize("retry", [False, True], ids=["create", "retry"])
+def test_a_server_that_stops_matching_while_its_intent_waits_gets_no_task_once_the_intent_is_released(
+    retry: bool,
+) -> None:
+    """Found by the simulation (seed 31 of the first run with selector seeds): the process died after
+    persisting an intent, before its call; the server stopped matching; once the intent was released
+    (30 s, nothing created) the server, followed only for that intent, was started again (a create, or
+    the retry the release made due at once): a task on a server its selector no longer matched."""
+    fleet = Fleet()
+    fleet.tag("s1", "s2")
+    sim = SelectorSim(
+        selector_spec(selector={"intervalSeconds": 10}, strategy={"retry": {"backoffSeconds": 1}}), fleet
+    )
+    start = 0.0
+    if retry:
+        sim.cycle(at(0))
+        sim.cloud.finish(["s1"], "SUCCEEDED")
+        sim.cloud.finish(["s2"], "FAILED")
+        sim.cycle(at(5))
+        assert sim.status.instances["s2"].state is InstanceState.RETRY_WAIT
+        start = 10.0
+    tasks, calls = dict(sim.cloud.tasks), len(sim.cloud.calls)
+    planned = sim.cycle(at(start))
+    assert "s2" in planned.status.intent_instance_ids
+    # The process died right after persisting the plan: the intent is recorded, the call never made.
+    sim.status, sim.cloud.tasks = planned.status, tasks
+    del sim.cloud.calls[calls:]
+    fleet.untag("s2")
+    sim.cycle(at(start + 40), restart=True)  # past the intent's release: s2 is followed for it, then
+    sim.cycle(at(start + 55))  # leaves
+    touched = [
+        sim.cloud.tasks[t].instance_id if a.on_tasks else t for a in sim.cloud.calls[calls:] for t in a.ids
+    ]
+    assert "s2" not in touched
+    assert "s2" not in sim.status.instances
+    assert sim.status.summary.total == 1
+
+
 def test_a_selector_matching_nothing_waits_for_a_server_and_is_neither_done_nor_failed() -> None:
     fleet = Fleet()
     sim = SelectorSim(selector_spec(selector={"intervalSeconds": 60}), fleet)
