@@ -391,8 +391,10 @@ class _Planner:
             health = obs.agent(iid)
             if health is None:
                 continue  # not looked at this cycle: its deadline waits for a look
-            # A rollback must reach its exact version; an install or update that one or a newer one.
-            if health.runs(target) if rolling else health.runs_at_least(target):
+            # A rollback must reach its exact version; an install or update that one or a newer one,
+            # but not the version its own task moved away from (a downgrade's agent not updated yet).
+            stale = rec.current_version not in (None, target) and health.version == rec.current_version
+            if health.runs(target) if rolling else (health.runs_at_least(target) and not stale):
                 message = f"{noun} {rec.invocation_id} SUCCEEDED; {health.describe()}" if rolling else None
                 book.set(iid, state=done, message=message, drift=None)
                 if rec.drift is not None:

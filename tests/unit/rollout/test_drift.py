@@ -129,6 +129,24 @@ def test_a_rollback_verifies_the_version_it_returned_to() -> None:
     assert cond(sim.status, "Ready") == ("True", "RolledBack")
 
 
+def test_a_downgrade_is_not_verified_by_the_agent_still_showing_the_version_it_moved_away_from() -> None:
+    """Found by the simulation (seeds 3485 and 3921): an UPDATE from 2.8.0 to 2.7.2 SUCCEEDED, and the
+    agent still reported 2.8.0 (telescope shows a new version some seconds later). "2.7.2 or newer"
+    took that for verified, so the next revision (back to 2.8.0) found the server "already running
+    2.8.0" and gave it no task, while 2.7.2 was installed."""
+    sim = _sim(1)
+    sim.cycle(at(0))
+    tid = sim.cloud.latest(I[0]).invocation_id
+    sim.cloud.tasks[tid] = sim.cloud.tasks[tid].model_copy(update={"current_version": "2.8.0"})
+    sim.cloud.finish([I[0]], "SUCCEEDED")
+    sim.cloud.sick[I[0]] = AgentHealth("running", "running", "2.8.0")  # not updated yet
+    sim.cycle(at(15))
+    assert state(sim, I[0]) is InstanceState.VERIFYING
+    sim.cloud.sick[I[0]] = AgentHealth("running", "running", "2.9.0")  # newer than both: fine
+    sim.cycle(at(30))
+    assert state(sim, I[0]) is InstanceState.SUCCEEDED
+
+
 # --- drift -------------------------------------------------------------------------------------
 
 
