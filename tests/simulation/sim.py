@@ -22,7 +22,25 @@ planner, real httpx client) against the *real* emulator over HTTP on 127.0.0.1, 
 frozen clock (origin fixed, so task times and ids repeat); a crash drops the process' memory (a fresh
 `Deps` and client pool) and the next cycle starts from the last persisted status. The status lives in
 memory as merge patches (tests/support/harness.py). A settled rollout still runs its daemon while it
-makes drift checks (handlers.needs_driving).
+makes drift checks or resolves a selector (handlers.needs_driving).
+
+Every fourth seed (seed % 4 == 3) is a selector seed; the others draw exactly the schedules they drew
+before selector seeds existed. A selector seed's fleet has ECS tags (most role=web, half env=prod, some
+role=db, a few role=web servers SHUTOFF) and its first rollout (INSTALL or UPDATE: a selector names no
+ROLLBACK) names its servers by `selector: {tags: {role: web} (sometimes and env=prod), intervalSeconds:
+3-30}`. Its schedule adds fleet motifs, as POST /_emulator/fleet makes them at run time: a server comes
+to match (tagged, turned on again, or added: new, at the base version, the declared one, or none) and
+must join; one stops matching (untagged, SHUTOFF, removed) and must leave: plainly, right after its
+work started, right before or after a crash, and with only its intent recorded when the process dies
+in its batch-create (the intent then released); time past the selector's interval; selector edits (a
+tag more or less, another role, another interval); restarts between cycles (also once converged,
+agents drifted: the compact status is read back and its counted servers told apart by their agents);
+ECS list faults and outages (the restart's resolution failing); and a second rollout sharing servers,
+a selector on env=prod or a list of some of the first's servers. Claims come from the statuses plus
+the queued claims in the process' memory, as the daemon asks for them (`claims_on`). The simulation
+notes what each cycle's selector resolved to (its answer checked against the cloud's servers then)
+and, through the reconciler's own persistence (`_SeenPersisted`), the status model each patch
+persists: every member with its state, listed or only counted.
 
 After every step the checkers compare the operator's status with what the emulator really did (its
 task records with their lineage, every batch-create item that reached it with the revision of the
@@ -39,20 +57,38 @@ rollout's cycle got and acted on: a `Look`, which counts once the cycle persiste
                             after a look since the SUCCEEDED saw the agent off the declared state
                             (a newer version is not drift), never in drift.mode Report, never for an
                             excluded server, INSTALL when the agent was seen gone, UPDATE when there
-                            (guarantee 1 for repairs: crashes and lost answers hit their creates too)
+                            (guarantee 1 for repairs: crashes and lost answers hit their creates too).
+                            Selector rollouts: episodes and epochs follow membership (a server that
+                            left and matches again is a new member); no task for a server the
+                            cycle's resolution left out (one that stopped matching is only followed
+                            for the work it has in flight); a converged member started again (not
+                            as a repair) only once a process read the status back from Kubernetes (a
+                            restart, or the cycle after a failed status write) while it was only
+                            counted, and only if the look since saw it not running the declared
+                            version exactly (the README's trade-off of a compact status)
   I2 honest accounting      every spec server exactly once in status.instances, nothing else; the
                             summary adds up and matches the per-state counts; the status the cycle
-                            returns is the one the merge patches built
+                            returns is the one the merge patches built. Selector rollouts: each
+                            resolution is the cloud's servers matching then; every planned status
+                            acts on exactly the servers resolved plus those that no longer match but
+                            had a task or an intent at the cycle's start; the summary adds up to the
+                            members, every count but pending (not started) and succeeded (converged)
+                            is exactly its entries', every entry is a member, every member left out
+                            is WAITING or SUCCEEDED; no unfinished task of the rollout is on a server
+                            its status does not hold in flight (nothing orphaned: a leaving server
+                            leaves only once its task ended)
   I3 honest Ready           Ready=True only when every server really runs the declared version (or,
                             for ROLLBACK, the UPDATE in effect was undone), no task of the rollout is
-                            unfinished, observedGeneration follows the spec. A SUCCEEDED server was
-                            seen up (uniagent and telescope running) at the declared version or newer
-                            by every look since it became so, and looked at at all unless
-                            verifyTimeoutSeconds is 0; one whose agent only tasks moved runs the
-                            version. A DRIFTED server was seen off by every look since a check found
-                            it so, and its finding says what the last saw; UNVERIFIED only after the
-                            timeout and with the agent really not up; a GAVE_UP server really failed
-                            1 + limit times in its episode (the last may be an UNVERIFIED success)
+                            unfinished, observedGeneration follows the spec (a selector rollout's
+                            servers: its members, counted ones included, each judged as below). A
+                            SUCCEEDED server was seen up (uniagent and telescope running) at the
+                            declared version or newer by every look since it became so, and looked
+                            at at all unless verifyTimeoutSeconds is 0; one whose agent only tasks
+                            moved runs the version. A DRIFTED server was seen off by every look
+                            since a check found it so, and its finding says what the last saw;
+                            UNVERIFIED only after the timeout (to the second: the planner's clock)
+                            and with the agent really not up; a GAVE_UP server really failed 1 +
+                            limit times in its episode (the last may be an UNVERIFIED success)
   I4 honest Stalled         only with a known reason that this scenario can cause; a failure budget
                             really spent; a progress deadline only after a real quiet stretch, and
                             terminal until the spec changes (no new task, the stall does not clear);
@@ -65,8 +101,13 @@ rollout's cycle got and acted on: a `Look`, which counts once the cycle persiste
                             Stalled/Failed that the ground truth explains. A settled rollout that
                             still makes drift checks is at rest (its requeue notwithstanding) only
                             when every SUCCEEDED server's agent is really fine and every DRIFTED one
-                            really off and left alone (Report mode, excluded). Then those agents are
-                            put back by hand, and each such rollout must see them back.
+                            really off and left alone (Report mode, excluded), and, for a selector
+                            rollout, its members are the servers its selector matches now (else its
+                            next resolution has something to find; a terminal stall too, as a server
+                            that joins may start it again). Then those agents are put back by hand,
+                            and each such rollout must see them back. A Ready selector rollout has
+                            every server its selector matches SUCCEEDED, at the declared version
+                            unless its agent was moved by hand or by another rollout
 
 A violation raises `SimulationFailure` (an AssertionError) naming the seed, the step, the invariant,
 the whole schedule one step a line, the trace, the statuses and the emulator's tasks, and the command
@@ -90,15 +131,17 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+from unittest import mock
 
 import httpx
 from pydantic.alias_generators import to_camel
 
+from cloudeye_operator import reconciler
 from cloudeye_operator.cloudeye.client import ClientSettings, CloudEyeClient, Endpoint
 from cloudeye_operator.cloudeye.models import (
     AgentStatusInfo,
@@ -106,17 +149,19 @@ from cloudeye_operator.cloudeye.models import (
     BatchCreateRequest,
     InvocationType,
 )
+from cloudeye_operator.cloudeye.servers import BAREMETAL_TAG, ListedServer, ServerQuery
 from cloudeye_operator.config import OperatorSettings
 from cloudeye_operator.credentials import Credentials, to_auth
 from cloudeye_operator.emulator import EmulatorConfig, RunningEmulator, Scenario, running_emulator
 from cloudeye_operator.emulator.clock import Clock
-from cloudeye_operator.emulator.scenario import AgentCommand
+from cloudeye_operator.emulator.scenario import AgentCommand, FleetCommand
 from cloudeye_operator.emulator.state import EmulatorState
 from cloudeye_operator.kube import KubeError
-from cloudeye_operator.reconciler import Deps, Rollout, StatusWriter, reconcile
+from cloudeye_operator.reconciler import Deps, Rollout, reconcile
 from cloudeye_operator.rollout.causes import STALL_REASONS, Reason
-from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of
+from cloudeye_operator.rollout.claims import Claim, claimed_elsewhere, claims_of, with_queued
 from cloudeye_operator.rollout.drift import followed_for_drift
+from cloudeye_operator.rollout.selection import followed_for_selection
 from cloudeye_operator.rollout.status import (
     SUMMARY_FIELD,
     SUMMARY_FIELDS,
@@ -146,6 +191,9 @@ IDLE_SECONDS: Final = 3600.0
 """What the daemon sleeps when a cycle asks for no requeue (handlers.IDLE_WAIT_SECONDS)."""
 ARMED_CYCLES: Final = 6
 """A crash step is armed for this many cycles of its rollout: its point may lie in a later cycle."""
+CLOCK_GRAIN: Final = 1.0
+"""The planner's clock is to the second (conditions.utc_seconds): a verify timeout counted from the
+second a task was seen SUCCEEDED may end up to a second before the cloud's timestamp says (seed 3962)."""
 CONFLICT_RETRY_SECONDS: Final = 5.0
 """What the daemon waits after a status write failed with a KubeError (handlers.drive)."""
 REPLAY: Final = "scripts/simulate --seed {seed} -v"
@@ -158,6 +206,18 @@ FIGURES: Final = (
     "repair_answers_lost",
 )
 """What a run counts of the agent corners it reached (SimResult.figures)."""
+SELECTOR_FIGURES: Final = (
+    "selector_seeds",
+    "resolutions",
+    "fleet_changes",
+    "joined",
+    "left",
+    "left_in_flight",
+    "compact_restarts",
+)
+"""What a run counts of the selector corners it reached: selector rollouts' resolutions, fleet events
+applied, servers that joined and left, servers followed after they stopped matching (work in flight),
+restarts that read a compact status back."""
 
 # Stall reasons: the product's closed set (rollout/causes.py).
 KNOWN_STALL_REASONS: Final = frozenset(str(reason) for reason in STALL_REASONS)
@@ -179,6 +239,14 @@ OLDER_VERSIONS: Final = (BASE_VERSION, "2.5.0")
 """What a `downgrade` leaves running: BASE_VERSION or older (older than every target)."""
 NEWER_VERSION: Final = "2.9.0"
 """Newer than every target: an agent upgraded by hand to it is not drift."""
+SELECTOR_EVERY: Final = 4
+"""Every fourth seed (seed % 4 == 3) runs a selector rollout; the others are id-list seeds, whose
+schedules are what they were before selector seeds existed (the choice takes no draw of their own)."""
+WEB: Final = {"role": "web"}
+"""What the first rollout's selector asks for (with env=prod, sometimes)."""
+PROD: Final = {"env": "prod"}
+"""What a second selector rollout asks for: it shares some servers with the first."""
+SELECTOR_INTERVALS: Final = (3, 5, 8, 10, 15, 20, 30)
 AGENT_MEANING: Final = {
     "stop": "telescope stopped",
     "fault": "telescope fault",
@@ -196,7 +264,7 @@ AGENT_MEANING: Final = {
 @dataclass(frozen=True)
 class Step:
     """One step of a schedule. `kind`: cycle | drive | crash | conflict | fault | outage | advance | edit |
-    start | agent | exclude."""
+    start | agent | exclude | fleet | restart."""
 
     kind: str
     rollout: str = FIRST
@@ -209,17 +277,20 @@ class Step:
     """fault: the next answers of `endpoint` (emulator `next` script entries)."""
     endpoint: str = "batch_create"
     outage: str = ""
-    """outage: 5xx | drop | 429 on every list call of the next cycle."""
+    """outage: 5xx | drop | 429 on every list call of the next cycle; ecs: 5xx on every ECS server-list
+    call of the next cycle."""
     seconds: float | None = None
     """advance: seconds, or None for the rollout's last requeue delay."""
     patch: str = ""
     """edit: a JSON merge patch of the spec; start: the new rollout's spec; exclude: a JSON list of the
-    server ids of the rollout's repair-exclude annotation (empty: the annotation removed)."""
+    server ids of the rollout's repair-exclude annotation (empty: the annotation removed); fleet: the
+    event's other fields (tags, keys, status, version) as JSON."""
     note: str = ""
     server: str = ""
-    """agent: the server whose agent the event acts on."""
+    """agent: the server whose agent the event acts on; fleet: the server whose ECS side changes."""
     do: str = ""
-    """agent: stop | start | silent | lose_heartbeat | uninstall | downgrade | fault (emulator.agents)."""
+    """agent: stop | start | silent | lose_heartbeat | uninstall | downgrade | fault (emulator.agents);
+    fleet: tag | untag | status | add | remove (emulator.fleet)."""
     version: str | None = None
     """agent: the version a `downgrade` leaves running (a newer one: an upgrade by hand)."""
 
@@ -245,7 +316,11 @@ class Step:
             case "fault":
                 return f"cloud: next {self.endpoint.replace('_', '-')} calls answer {list(self.entries)}"
             case "outage":
+                if self.outage == "ecs":
+                    return f"cloud: every ECS server-list call of {who}'s next cycle answers 5xx"
                 return f"cloud: every list call of {who}'s next cycle answers {self.outage}"
+            case "restart":
+                return "restart: the operator process dies between cycles; a new one reads the statuses back"
             case "advance":
                 return (
                     f"advance {self.seconds:g}s" if self.seconds is not None else f"advance {who}'s requeue"
@@ -263,11 +338,33 @@ class Step:
                     if ids
                     else f"annotate {who}: repair-exclude removed"
                 )
+            case "fleet":
+                return f"fleet: {fleet_meaning(self.server, self.do, json.loads(self.patch or '{}'))}" + (
+                    f"  ({self.note})" if self.note else ""
+                )
         return self.kind
 
 
 def agent_meaning(do: str, version: str | None) -> str:
     return AGENT_MEANING[do].format(version=version)
+
+
+def fleet_meaning(server: str, do: str, fields: Mapping[str, Any]) -> str:
+    """A fleet event in words (`fields`: its tags, keys, status, version)."""
+    tags = ",".join(f"{k}={v}" for k, v in sorted((fields.get("tags") or {}).items()))
+    match do:
+        case "tag":
+            return f"tag {server} {tags}"
+        case "untag":
+            return f"untag {server} {','.join(fields.get('keys') or [])}"
+        case "status":
+            return f"{server} status {fields.get('status')}"
+        case "add":
+            status = fields.get("status", "ACTIVE")
+            return f"add {server} ({tags or 'no tags'}, {status}, agent {fields.get('version') or 'none'})"
+        case "remove":
+            return f"remove {server} (ECS no longer lists it; Cloud Eye keeps its agent and tasks)"
+    return f"{do} {server}"
 
 
 @dataclass(frozen=True)
@@ -290,6 +387,11 @@ class Schedule:
         ]
         for server in fleet:
             flags = "" if server["eligible"] else " INELIGIBLE"
+            if "tags" in server:
+                tags = ",".join(f"{k}={v}" for k, v in sorted(server["tags"].items()))
+                flags += f" tags {tags or '-'}"
+            if server.get("status", "ACTIVE") != "ACTIVE":
+                flags += f" {server['status']}"
             script = scripts.get(server["id"])
             out.append(
                 f"  server {server['id']} version {server['version']}{flags}"
@@ -335,6 +437,11 @@ class _Generator:
         self.specs: dict[str, dict[str, Any]] = {}
         self.steps: list[Step] = []
         self.ids: list[str] = []
+        self.selector = selector_seed(seed)
+        self.ecs: dict[str, dict[str, Any]] = {}
+        """Selector seeds: each server's ECS side as the schedule leaves it so far ({"tags", "status"}),
+        removed ones left out: what the fleet motifs choose from."""
+        self.added = 0
 
     def build(self) -> Schedule:
         rng = self.rng
@@ -345,6 +452,8 @@ class _Generator:
         self.ids = [f"srv-{i:04d}" for i in range(1, n + rng.randint(1, 3) + 1)]
         roll = rng.random()
         action = "INSTALL" if roll < 0.12 else "ROLLBACK" if roll < 0.16 else "UPDATE"
+        if self.selector and action == "ROLLBACK":
+            action = "UPDATE"  # a selector names no ROLLBACK (it undoes a given update)
         fleet: list[dict[str, Any]] = []
         outcomes: dict[str, list[str]] = {}
         for iid in self.ids:
@@ -354,6 +463,8 @@ class _Generator:
             script = self._script()
             if script:
                 outcomes[iid] = script
+        if self.selector:
+            self._tag_fleet(fleet)
         rate = 0.0 if calm else rng.choice([0.0, 0.0, 0.0, 0.1])
         scenario = {
             "seed": self.seed,
@@ -393,6 +504,15 @@ class _Generator:
             "instances": [{"id": i} for i in self.ids[:n]],
             "strategy": strategy,
         }
+        if self.selector:
+            del spec["instances"]
+            tags = {**WEB, **PROD} if rng.random() < 0.25 else dict(WEB)
+            spec["selector"] = {"tags": tags, "intervalSeconds": rng.choice(SELECTOR_INTERVALS)}
+            if not any(self._matches(spec["selector"], iid) for iid in self.ids):
+                # One server matches from the start (a selector matching nothing is a motif's doing).
+                server = next(s for s in fleet if s["tags"].get("role") == "web" and "status" not in s)
+                server["tags"] = {**server["tags"], **tags}
+                self.ecs[server["id"]]["tags"] = dict(server["tags"])
         if action != "ROLLBACK":
             spec["version"] = rng.choice(TARGET_VERSIONS)
         drift = self._drift()
@@ -417,9 +537,45 @@ class _Generator:
             ]
         )
         length = rng.randint(16, 36)
+        if self.selector:
+            length += 8  # its motifs are longer (a change, then time past the interval, then cycles)
         while len(self.steps) < length:
             self._motif()
         return Schedule(self.seed, scenario, spec, tuple(self.steps), weather)
+
+    def _tag_fleet(self, fleet: list[dict[str, Any]]) -> None:
+        """Selector seeds: ECS tags and status for each server (most role=web, half env=prod, a few
+        role=web servers SHUTOFF), at least two running role=web servers."""
+        rng = self.rng
+        for server in fleet:
+            roll = rng.random()
+            tags: dict[str, str] = dict(WEB) if roll < 0.6 else {"role": "db"} if roll < 0.85 else {}
+            if rng.random() < 0.5:
+                tags.update(PROD)
+            server["tags"] = tags
+            if tags.get("role") == "web" and rng.random() < 0.1:
+                server["status"] = "SHUTOFF"
+        running = [s for s in fleet if s["tags"].get("role") == "web" and "status" not in s]
+        for server in [s for s in fleet if s not in running][: max(0, 2 - len(running))]:
+            server["tags"] = {**server["tags"], **WEB}
+            server.pop("status", None)
+        for server in fleet:
+            self.ecs[server["id"]] = {"tags": dict(server["tags"]), "status": server.get("status", "ACTIVE")}
+
+    def _matches(self, selector: Mapping[str, Any], iid: str) -> bool:
+        ecs = self.ecs.get(iid)
+        if ecs is None or ecs["status"] != selector.get("status", "ACTIVE"):
+            return False
+        return all(ecs["tags"].get(key) == value for key, value in selector["tags"].items())
+
+    def _servers_of(self, who: str) -> list[str]:
+        """The servers a rollout names: its list, or those its selector matches as the schedule leaves
+        the fleet so far (any server, if none)."""
+        spec = self.specs[who]
+        if "selector" not in spec:
+            return [e["id"] for e in spec["instances"]]
+        found = [iid for iid in self.ecs if self._matches(spec["selector"], iid)]
+        return found or list(self.ecs) or list(self.ids)
 
     def _script(self) -> list[str]:
         rng = self.rng
@@ -484,7 +640,7 @@ class _Generator:
         return {"start_seconds": start, "events": events}
 
     def _exclude(self, who: str) -> None:
-        ids = [e["id"] for e in self.specs[who]["instances"]]
+        ids = self._servers_of(who)
         chosen = sorted(self.rng.sample(ids, min(len(ids), self.rng.randint(0, 2))))
         self._add(Step("exclude", who, patch=json.dumps(chosen)))
 
@@ -498,7 +654,7 @@ class _Generator:
         """A run-time agent event on one of the rollout's servers: trouble, mostly; sometimes a start,
         or the agent put back (or upgraded) by hand."""
         rng = self.rng
-        server = rng.choice([e["id"] for e in self.specs[who]["instances"]])
+        server = rng.choice(self._servers_of(who))
         roll = rng.random()
         if roll < 0.75:
             do, version = self._trouble()
@@ -589,8 +745,12 @@ class _Generator:
             motifs += [("drift", 7), ("drift-crash", 7), ("drift-lost", 5), ("flap", 2), ("drift-edit", 2)]
             if (spec.get("drift") or {}).get("mode") == "Report":
                 motifs += [("report-back", 4)]
+        if self.selector:
+            motifs = self._selector_motifs(who, motifs)
         names, weights = zip(*motifs, strict=True)
         name = rng.choices(names, weights)[0]
+        if self.selector and self._selector_motif(name, who):
+            return
         match name:
             case "progress":
                 self._cycles(who, rng.randint(1, 3))
@@ -718,7 +878,7 @@ class _Generator:
                     self._cycles(who, rng.randint(1, 3))
             case "flap":
                 self._add(
-                    Step("agent", who, server=rng.choice([e["id"] for e in spec["instances"]]), do="stop"),
+                    Step("agent", who, server=rng.choice(self._servers_of(who)), do="stop"),
                     Step("cycle", who),
                 )
                 self._add(Step("agent", who, server=self.steps[-2].server, do="start"))
@@ -768,6 +928,254 @@ class _Generator:
                     Step("start", SECOND, patch=json.dumps(second, sort_keys=True)), Step("cycle", SECOND)
                 )
 
+    # --- selector seeds: the fleet's ECS side changes under the rollouts ---------------------------
+
+    def _selector_motifs(self, who: str, motifs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """A selector seed's motifs: a selector rollout's servers are not edited in its spec, and it
+        has no ROLLBACK; the fleet changes instead (tag, untag, status, add, remove), the selector is
+        resolved again (time past its interval), and the process restarts between cycles."""
+        if "selector" in self.specs[who]:
+            motifs = [m for m in motifs if m[0] not in ("servers", "rollback", "second")]
+        else:
+            motifs = [m for m in motifs if m[0] != "second"]
+        if SECOND not in self.specs and len(self.steps) > 3:
+            motifs.append(("second", 8))
+        return [
+            *motifs,
+            ("join", 20),
+            ("add", 10),
+            ("leave", 14),
+            ("leave-inflight", 12),
+            ("leave-crash", 14),
+            ("leave-intent", 8),
+            ("remove", 6),
+            ("shutoff", 8),
+            ("resolve", 8),
+            ("selector-edit", 4),
+            ("restart", 5),
+            ("restart-converged", 8),
+            ("ecs-blip", 3),
+            ("ecs-outage", 4),
+        ]
+
+    def _selector_of(self, who: str) -> str:
+        """The selector rollout a fleet motif aims at: `who`, or the first (always one in these seeds)."""
+        return who if "selector" in self.specs[who] else FIRST
+
+    def _resolve_after(self, who: str) -> float:
+        """Seconds to advance so that the rollout's selector is due to be resolved again."""
+        interval = self.specs[who]["selector"]["intervalSeconds"]
+        return float(interval + self.rng.choice([0.5, 1.0, 3.0]))
+
+    def _fleet(self, server: str, do: str, note: str = "", **fields: Any) -> None:
+        """A fleet event at run time (POST /_emulator/fleet), and the schedule's view of the fleet."""
+        ecs = self.ecs
+        match do:
+            case "tag":
+                ecs[server]["tags"] = {**ecs[server]["tags"], **fields["tags"]}
+            case "untag":
+                ecs[server]["tags"] = {
+                    k: v for k, v in ecs[server]["tags"].items() if k not in fields["keys"]
+                }
+            case "status":
+                ecs[server]["status"] = fields["status"]
+            case "add":
+                ecs[server] = {
+                    "tags": dict(fields.get("tags") or {}),
+                    "status": fields.get("status", "ACTIVE"),
+                }
+            case "remove":
+                del ecs[server]
+        self._add(Step("fleet", server=server, do=do, patch=json.dumps(fields, sort_keys=True), note=note))
+
+    def _unmatch(self, who: str, server: str) -> None:
+        """Make a server stop matching the rollout's selector: untag it (mostly), shut it off, or
+        remove it."""
+        rng = self.rng
+        how = rng.choice(["untag", "untag", "untag", "status", "remove"])
+        note = f"{who}'s selector no longer matches it"
+        if how == "untag":
+            keys = [rng.choice(sorted(self.specs[who]["selector"]["tags"]))]
+            self._fleet(server, "untag", note, keys=keys)
+        elif how == "status":
+            self._fleet(server, "status", note, status="SHUTOFF")
+        else:
+            self._fleet(server, "remove", note)
+
+    def _new_server(self, who: str, *, matching: bool) -> str:
+        rng = self.rng
+        self.added += 1
+        iid = f"srv-{len(self.ids) + self.added:04d}"
+        tags = dict(self.specs[who]["selector"]["tags"])
+        off = not matching and rng.random() < 0.4  # tagged, but not running
+        if not matching and not off:
+            tags = {"role": "db"}
+        spec = self.specs[who]
+        roll = rng.random()
+        if spec["action"] == "INSTALL":
+            version = None if roll < 0.7 else BASE_VERSION
+        else:
+            version = BASE_VERSION if roll < 0.75 else spec.get("version") if roll < 0.9 else None
+        fields: dict[str, Any] = {"tags": tags}
+        if version is not None:
+            fields["version"] = version
+        if off:
+            fields["status"] = "SHUTOFF"
+        self._fleet(
+            iid, "add", "a new server" + (f", matching {who}'s selector" if matching else ""), **fields
+        )
+        return iid
+
+    def _join(self, who: str) -> None:
+        """A server comes to match: tagged, turned on again, or a new one."""
+        rng = self.rng
+        selector = self.specs[who]["selector"]
+        outside = [iid for iid in self.ecs if not self._matches(selector, iid)]
+        if outside and rng.random() < 0.8:
+            iid = rng.choice(outside)
+            tagged = all(self.ecs[iid]["tags"].get(k) == v for k, v in selector["tags"].items())
+            note = f"{who}'s selector matches it now"
+            if tagged:
+                self._fleet(iid, "status", note, status="ACTIVE")
+            else:
+                self._fleet(iid, "tag", note, tags=dict(selector["tags"]))
+        else:
+            self._new_server(who, matching=True)
+
+    def _selector_motif(self, name: str, who: str) -> bool:
+        """Add the steps of a selector seed's own motif; False for a motif of every seed."""
+        rng = self.rng
+        sel = self._selector_of(who)
+        members = [iid for iid in self.ecs if self._matches(self.specs[sel]["selector"], iid)]
+        resolve = Step("advance", seconds=self._resolve_after(sel))
+        match name:
+            case "join" | "add":
+                if name == "add":
+                    self._new_server(sel, matching=rng.random() < 0.8)
+                else:
+                    self._join(sel)
+                self._add(resolve, Step("cycle", sel))
+                self._cycles(sel, rng.randint(1, 3))
+            case "leave" | "remove" | "shutoff" if members:
+                server = rng.choice(members)
+                if name == "leave":
+                    self._unmatch(sel, server)
+                elif name == "remove":
+                    self._fleet(server, "remove", f"{sel}'s selector no longer matches it")
+                else:
+                    self._fleet(server, "status", f"{sel}'s selector no longer matches it", status="SHUTOFF")
+                self._add(resolve, Step("cycle", sel))
+                self._cycles(sel, rng.randint(1, 2))
+                if name == "shutoff" and rng.random() < 0.5:
+                    self._fleet(server, "status", "turned on again", status="ACTIVE")
+                    self._add(Step("advance", seconds=self._resolve_after(sel)), Step("cycle", sel))
+            case "leave-inflight" if members:
+                # Work started, then its server stops matching: followed until its task ends.
+                self._add(Step("cycle", sel), self._small())
+                self._unmatch(sel, rng.choice(members))
+                self._add(resolve, Step("cycle", sel))
+                self._cycles(sel, rng.randint(1, 3))
+            case "leave-crash" if members:
+                server = rng.choice(members)
+                if rng.random() < 0.5:  # right before a crash
+                    self._unmatch(sel, server)
+                    self._add(resolve, self._crash(sel), Step("cycle", sel))
+                else:  # right after one: the new process resolves at once
+                    self._add(self._crash(sel))
+                    self._unmatch(sel, server)
+                    self._add(Step("cycle", sel), Step("advance", sel), Step("cycle", sel))
+            case "leave-intent" if members:
+                # The process dies in a batch-create (its intent persisted), a server stops matching,
+                # time passes the intent's release: a server that left must get no new task.
+                point = rng.choice(["call-unapplied", "call-unapplied", "call-applied"])
+                self._add(Step("cycle", sel), Step("crash", sel, point=point, nth=1))
+                self._unmatch(sel, rng.choice(members))
+                seconds = max(rng.choice([31.0, 33.0, 40.0]), self._resolve_after(sel))
+                self._add(
+                    Step("advance", seconds=seconds), Step("cycle", sel), self._small(), Step("cycle", sel)
+                )
+            case "resolve":
+                self._add(resolve, Step("cycle", sel))
+            case "selector-edit":
+                tags = self.specs[sel]["selector"]["tags"]
+                patch: dict[str, Any] = rng.choice(
+                    [
+                        {"tags": {"env": None} if "env" in tags else PROD},
+                        {"tags": {"role": "db" if tags.get("role") == "web" else "web"}},
+                        {"intervalSeconds": rng.choice(SELECTOR_INTERVALS)},
+                    ]
+                )
+                self._edit(sel, {"selector": patch}, "selector changed")
+                self._add(Step("cycle", sel))
+                self._cycles(sel, rng.randint(0, 2))
+            case "restart":
+                self._add(Step("restart"), Step("cycle", sel))
+            case "restart-converged":
+                # Converged (most servers unlisted), agents drift, the process restarts: the compact
+                # status is read back, unlisted servers are told apart by their agents.
+                self._converge(sel)
+                for _ in range(rng.choice([0, 1, 1, 2])):
+                    self._add(self._agent_step(sel))
+                if rng.random() < 0.4:
+                    self._add(resolve)
+                self._add(Step("restart"), Step("cycle", sel))
+                self._cycles(sel, rng.randint(1, 3))
+            case "ecs-blip":
+                entries: tuple[int | str, ...] = rng.choice(
+                    [(500,), ("drop",), (429,), (503, 503), ("malformed",)]
+                )
+                self._add(Step("fault", entries=entries, endpoint="servers"), resolve, Step("cycle", sel))
+            case "ecs-outage":
+                if rng.random() < 0.5:
+                    self._add(Step("restart"))
+                else:
+                    self._add(resolve)
+                self._add(Step("outage", sel, outage="ecs"), Step("cycle", sel), Step("advance", sel))
+                self._add(Step("cycle", sel))
+            case "second":
+                self._second_of_selector_seed()
+            case _:
+                return name in ("leave", "remove", "shutoff", "leave-inflight", "leave-crash", "leave-intent")
+        return True
+
+    def _second_of_selector_seed(self) -> None:
+        """A second rollout sharing servers with the first: a selector on env=prod, or a list of some of
+        the first's servers (and maybe one more)."""
+        rng = self.rng
+        first = self.specs[FIRST]
+        kind = "INSTALL" if first["action"] == "INSTALL" else "UPDATE"
+        version = str(first.get("version") or TARGET_VERSIONS[0])
+        if rng.random() < 0.5:
+            version = rng.choice(TARGET_VERSIONS)
+        second: dict[str, Any] = {
+            "action": kind,
+            "version": version,
+            "strategy": {
+                "maxInFlight": rng.choice([1, 2]),
+                "maxFailures": rng.choice([0, 1]),
+                "retry": {"limit": rng.choice([0, 1, 2]), "backoffSeconds": rng.randint(1, 10)},
+                "pollIntervalSeconds": rng.randint(2, 8),
+            },
+        }
+        if rng.random() < 0.5:
+            second["selector"] = {"tags": dict(PROD), "intervalSeconds": rng.choice(SELECTOR_INTERVALS)}
+        else:
+            ids = self._servers_of(FIRST)
+            shared = rng.sample(ids, min(len(ids), rng.randint(1, 3)))
+            spare = [i for i in self.ecs if i not in ids]
+            extra = rng.sample(spare, min(len(spare), rng.randint(0, 1)))
+            second["instances"] = [{"id": i} for i in shared + extra]
+        drift = self._drift() if rng.random() < 0.5 else {}
+        if drift:
+            second["drift"] = drift
+        self.specs[SECOND] = second
+        self._add(Step("start", SECOND, patch=json.dumps(second, sort_keys=True)), Step("cycle", SECOND))
+
+
+def selector_seed(seed: int) -> bool:
+    """Whether the seed's schedule runs a selector rollout (every SELECTOR_EVERY-th seed)."""
+    return seed % SELECTOR_EVERY == SELECTOR_EVERY - 1
+
 
 def generate(seed: int) -> Schedule:
     """The schedule of a seed: the same seed always gives the same schedule."""
@@ -803,6 +1211,8 @@ class Request:
     """The rollout's spec.drift.mode was Report then."""
     excluded: bool = False
     """The server was in the rollout's repair-exclude annotation then."""
+    matched: bool | None = None
+    """Selector rollouts: the server was among those the selector last resolved to (in this process)."""
 
     @property
     def group(self) -> str:
@@ -916,6 +1326,36 @@ class SimClient(CloudEyeClient):
         self._sim.record_looks(answer)
         return answer
 
+    async def list_servers(self, query: ServerQuery) -> list[ListedServer]:
+        answer = await super().list_servers(query)
+        self._sim.record_resolution(query, [server.id for server in answer])
+        return answer
+
+
+class SimWriter:
+    """A rollout's status writer (the API server's side of a status patch, with the crash and conflict
+    points); `model` is the status model the patch persists, set by `_SeenPersisted` just before."""
+
+    def __init__(self, sim: Simulation, store: Store) -> None:
+        self._sim = sim
+        self._store = store
+        self.model: RolloutStatus | None = None
+
+    async def __call__(self, patch: dict[str, Any]) -> None:
+        await self._sim.write(self._store, patch, self.model)
+
+
+class _SeenPersisted(reconciler._Persisted):
+    """The reconciler's own status persistence, unchanged, but for telling the simulation's writer the
+    model each patch persists: a selector rollout's status lists only the servers with something to
+    say, and the checkers judge the model's every member (patched in for a cycle only)."""
+
+    async def write(self, status: RolloutStatus) -> None:
+        writer = self._rollout.write_status
+        if isinstance(writer, SimWriter):
+            writer.model = status
+        await super().write(status)
+
 
 class SimPool(ClientPool):
     """ClientPool making SimClients: no backoff sleeps, no rate limit waits (they would be wall-clock)."""
@@ -930,7 +1370,7 @@ class SimPool(ClientPool):
             region=target.region,
             endpoint=target.endpoint,
             timeout=httpx.Timeout(30.0, connect=5.0),
-            requests_per_second={Endpoint.BATCH_CREATE: 1e6, Endpoint.LIST: 1e6, Endpoint.AGENT_STATUS: 1e6},
+            requests_per_second=dict.fromkeys(Endpoint, 1e6),
             verify=False,  # plain HTTP to 127.0.0.1; and no CA bundle to load for each new process
         )
         auth = to_auth(credentials, target.project_id, target.resolved_iam_endpoint())
@@ -976,6 +1416,24 @@ class Store:
     """Each server's current state (with revision, epoch, failure), as persisted, and since when."""
     succeeded: list[tuple[str, Became]] = field(default_factory=list)
     """Every persisted transition of a server into SUCCEEDED: what a drift repair episode follows."""
+    model: RolloutStatus | None = None
+    """Selector rollouts: the status model of the last planned write (`status` is its wire form, give or
+    take the conditions of a cycle that stopped before planning): every member with its state, listed
+    or only counted."""
+    rereads: list[tuple[int, frozenset[str]]] = field(default_factory=list)
+    """Each time a process went back to the status as Kubernetes holds it (a restart, or a failed status
+    write: the daemon re-reads the server's view), with its order and the servers the status listed
+    then: a selector rollout's members it only counted are known from then on by their agents only."""
+    reset: list[tuple[str, Became]] = field(default_factory=list)
+    """Every persisted transition of a selector rollout's member from SUCCEEDED back to work not
+    started or started (WAITING, BLOCKED, CREATING) with no drift finding, in one revision and epoch:
+    a member a restart found only counted, and not current."""
+    model_planned: bool = False
+    """A planned status of this selector rollout was persisted (`known` holds its members since)."""
+
+    @property
+    def selector(self) -> bool:
+        return self.spec.get("selector") is not None
 
 
 class Violation(Exception):
@@ -1045,6 +1503,14 @@ class Simulation:
         """Agent-status answers that differ from the emulator's agents: a fault of the simulation."""
         self.agent_events: list[tuple[float, str]] = []
         """(time, server) of every agent event applied at run time."""
+        self.resolution_mismatches: list[str] = []
+        """Resolutions that differ from the servers the selector matches in the cloud then."""
+        self.resolved: dict[str, tuple[str, ...]] = {}
+        """What each selector rollout's selector last resolved to in this process (its memory)."""
+        self.cycle_prior: RolloutStatus | None = None
+        """The status a selector rollout's running cycle started from."""
+        self.followed_leaving: set[tuple[str, str]] = set()
+        """(rollout, server) of every server followed after it stopped matching, its work in flight."""
         self.figures: Counter[str] = Counter()
         self.process = Process(self)
         self.checker = Checker(self)
@@ -1102,12 +1568,23 @@ class Simulation:
             store.looks.setdefault(iid, []).append(look)
         self.pending = []
 
-    def _transitions(self, store: Store) -> None:
-        """Note each server whose persisted state (or revision, epoch, failure) changed."""
+    def _transitions(self, store: Store, model: RolloutStatus | None = None) -> None:
+        """Note each server whose persisted state (or revision, epoch, failure) changed: of the status's
+        entries, or of every member of `model` (a selector rollout's planned status)."""
         revision = int(store.status.get("revision", 0))
-        for iid, rec in (store.status.get("instances") or {}).items():
+        records: Iterator[tuple[str, Any, Any, Any]]
+        if model is not None:
+            records = (
+                (iid, rec.state.value, rec.failure.value if rec.failure else None, rec.drift)
+                for iid, rec in model.instances.items()
+            )
+        else:
+            records = (
+                (iid, rec.get("state"), rec.get("failure"), rec.get("drift"))
+                for iid, rec in (store.status.get("instances") or {}).items()
+            )
+        for iid, state, failure, drift in records:
             epoch = store.epochs.get(iid, 0)
-            state, failure = rec.get("state"), rec.get("failure")
             old = store.became.get(iid)
             if old is not None and (old.state, old.revision, old.epoch, old.failure) == (
                 state,
@@ -1126,6 +1603,14 @@ class Simulation:
                 old is None or (old.state, old.revision, old.epoch) != (state, revision, epoch)
             ):
                 store.succeeded.append((iid, became))
+            if (
+                model is not None
+                and state in ("WAITING", "BLOCKED", "CREATING")
+                and drift is None
+                and old is not None
+                and (old.state, old.revision, old.epoch) == ("SUCCEEDED", revision, epoch)
+            ):
+                store.reset.append((iid, became))  # started again, not as a repair (no finding)
 
     def record_requests(
         self, request: BatchCreateRequest, results: list[BatchCreateInvocationInfo], now: float
@@ -1161,31 +1646,111 @@ class Simulation:
                     declared=declared,
                     report=report,
                     excluded=store is not None and instance in store.excluded,
+                    matched=(instance in self.resolved.get(store.name, ()))
+                    if store is not None and store.selector
+                    else None,
                 )
             )
 
-    def _writer(self, store: Store) -> StatusWriter:
-        async def write(patch: dict[str, Any]) -> None:
-            self.writes += 1
-            crash = self.crash
-            if crash is not None and crash.point == "write-before" and crash.nth == self.writes:
-                self.crash = None
-                raise Crash
-            if self.conflict_at == self.writes:
-                self.conflict_at = None
-                raise KubeError(f"patching {NAMESPACE}/{store.name}/status", 409, "Conflict")
-            store.status = merge_patch(store.status, patch)
+    async def write(self, store: Store, patch: dict[str, Any], model: RolloutStatus | None) -> None:
+        """A status patch reaching the API server (or a crash or a conflict instead); `model`: the status
+        model it persists."""
+        self.writes += 1
+        crash = self.crash
+        if crash is not None and crash.point == "write-before" and crash.nth == self.writes:
+            self.crash = None
+            raise Crash
+        if self.conflict_at == self.writes:
+            self.conflict_at = None
+            raise KubeError(f"patching {NAMESPACE}/{store.name}/status", 409, "Conflict")
+        store.status = merge_patch(store.status, patch)
+        # A selector rollout's status is planned with every member (its entries are only some of them);
+        # one written by a cycle that stopped before planning (consecutiveErrors) is no such list.
+        planned = model if store.selector and model is not None and model.consecutive_errors is None else None
+        if planned is not None:
+            self._members_are_right(store, planned)
+            store.model = planned
+            present = set(planned.instances)
+            if store.model_planned:
+                self.figures["joined"] += len(present - store.known)
+                self.figures["left"] += len(store.known - present)
+            store.model_planned = True
+        elif store.selector:
+            present = store.known
+        else:
             present = set(store.status.get("instances") or {})
-            for iid in store.known - present:  # the status forgot it: a later re-add is new work
-                store.epochs[iid] = store.epochs.get(iid, 0) + 1
-            store.known = present
-            self._commit_looks(store)  # what the cycle planned from them is persisted
-            self._transitions(store)
-            if crash is not None and crash.point == "write-after" and crash.nth == self.writes:
-                self.crash = None
-                raise Crash
+        for iid in store.known - present:  # the status forgot it (or it left): a later re-add is new work
+            store.epochs[iid] = store.epochs.get(iid, 0) + 1
+        store.known = present
+        self._commit_looks(store)  # what the cycle planned from them is persisted
+        self._transitions(store, planned)
+        if crash is not None and crash.point == "write-after" and crash.nth == self.writes:
+            self.crash = None
+            raise Crash
 
-        return write
+    def _members_are_right(self, store: Store, model: RolloutStatus) -> None:
+        """A selector rollout's planned status acts on exactly the servers its selector resolved to in
+        this process, and on those that no longer match but had a task or an intent at the cycle's
+        start (followed until it ends); every member its entries leave out is WAITING or SUCCEEDED."""
+        resolved = self.resolved.get(store.name)
+        if resolved is None:
+            raise Violation(
+                "SIM-resolution", f"{store.name}: a planned status, but no resolution in this process"
+            )
+        prior = self.cycle_prior or RolloutStatus()
+        in_intents = prior.intent_instance_ids
+        chosen = set(resolved)
+        leaving = {
+            iid
+            for iid, rec in prior.instances.items()
+            if iid not in chosen and (rec.state.value in LIVE_STATES or iid in in_intents)
+        }
+        members = set(model.instances)
+        if members != chosen | leaving:
+            raise Violation(
+                "I2-selector-members",
+                f"{store.name}: the status acts on {sorted(members)}, but the selector resolved to "
+                f"{sorted(chosen)} and {sorted(leaving) or 'no server'} left with work in flight: "
+                f"extra {sorted(members - chosen - leaving)}, missing {sorted(chosen | leaving - members)}",
+            )
+        self.followed_leaving.update((store.name, iid) for iid in leaving)
+        listed = store.status.get("instances") or {}
+        odd = {
+            iid: rec.state.value
+            for iid, rec in model.instances.items()
+            if iid not in listed and rec.state not in (InstanceState.WAITING, InstanceState.SUCCEEDED)
+        }
+        if odd:
+            raise Violation(
+                "I2-unlisted",
+                f"{store.name}: the status leaves out {odd}: only servers not started or converged may "
+                "be only counted",
+            )
+
+    def matching(self, selector: Mapping[str, Any]) -> list[str]:
+        """The servers a spec.selector matches now, by the emulator's ECS side, in creation order."""
+        tags = selector.get("tags") or {}
+        status = selector.get("status", "ACTIVE")
+        return [
+            iid
+            for iid, server in self.state.fleet.servers.items()
+            if (status is None or server.status.value == status)
+            and BAREMETAL_TAG not in server.tags
+            and all(server.tags.get(key) == value for key, value in tags.items())
+        ]
+
+    def record_resolution(self, query: ServerQuery, ids: list[str]) -> None:
+        """A selector resolved (ECS ListServersDetails, every page): what this process now acts on."""
+        store = self.actor
+        if store is None or not store.selector:
+            return
+        self.figures["resolutions"] += 1
+        truth = self.matching(store.spec["selector"])
+        if ids != truth:
+            self.resolution_mismatches.append(
+                f"{store.name}'s selector resolved to {ids}, but the cloud's servers matching it are {truth}"
+            )
+        self.resolved[store.name] = tuple(ids)
 
     # --- the driver ----------------------------------------------------------------------------------
 
@@ -1199,16 +1764,22 @@ class Simulation:
         }
         return spec
 
-    def _claimed(self, store: Store) -> dict[str, str]:
-        if len(self.stores) < 2:
-            return {}
-        claims: dict[str, list[Claim]] = {}
-        for other in self.stores.values():
-            owner = f"{NAMESPACE}/{other.name}"
-            for iid, claim in claims_of(owner, other.created, other.spec, other.status).items():
-                claims.setdefault(iid, []).append(claim)
-        ids = [entry["id"] for entry in store.spec["instances"]]
-        return claimed_elsewhere(f"{NAMESPACE}/{store.name}", store.created, ids, claims)
+    def _claims_on(self, store: Store) -> Callable[[Sequence[str]], Mapping[str, str]]:
+        """As the daemon asks once the cycle knows its servers (handlers.drive): the claims the statuses
+        hold (the kopf index), and the queued claims of selector rollouts in the process' memory."""
+
+        def claims_on(ids: Sequence[str]) -> Mapping[str, str]:
+            if len(self.stores) < 2:
+                return {}
+            claims: dict[str, list[Claim]] = {}
+            for other in self.stores.values():
+                owner = f"{NAMESPACE}/{other.name}"
+                for iid, claim in claims_of(owner, other.created, other.spec, other.status).items():
+                    claims.setdefault(iid, []).append(claim)
+            every = with_queued(claims, self.process.deps.memory.queued_claims.values())
+            return claimed_elsewhere(f"{NAMESPACE}/{store.name}", store.created, ids, every)
+
+        return claims_on
 
     def _set_faults(self, extra: Sequence[int | str] = (), endpoint: str = "batch_create") -> list[int | str]:
         """The weather (batch-create rates), the list outage (rates), and what is left of the scripts plus
@@ -1222,7 +1793,9 @@ class Simulation:
         endpoints: dict[str, Any] = {}
         if self.weather:
             endpoints["batch_create"] = self.weather
-        if self.outage is not None:
+        if self.outage == "ecs":
+            endpoints["servers"] = {"error_5xx_rate": 1.0}
+        elif self.outage is not None:
             endpoints["list"] = {
                 "5xx": {"error_5xx_rate": 1.0},
                 "drop": {"drop_rate": 1.0},
@@ -1234,6 +1807,13 @@ class Simulation:
 
     async def _restart(self) -> None:
         self.crashes += 1
+        for store in self.stores.values():
+            listed = frozenset(store.status.get("instances") or {})
+            store.rereads.append((self.tick(), listed))
+            total = int((store.status.get("summary") or {}).get("total") or 0)
+            if store.selector and total > len(listed):
+                self.figures["compact_restarts"] += 1  # the new process reads a compact status back
+        self.resolved = {}
         old, self.process = self.process, Process(self)
         await old.pool.aclose()
 
@@ -1252,21 +1832,26 @@ class Simulation:
             self._set_faults()
         written = self.process.written.get(store.name)
         events: list[tuple[str, str]] = []
+        self.cycle_prior = None
+        if store.selector:
+            self.cycle_prior = written if written is not None else RolloutStatus.from_dict(store.status)
         rollout = Rollout(
             namespace=NAMESPACE,
             name=store.name,
             generation=store.generation,
             spec=self._spec(store),
             status=written if written is not None else copy.deepcopy(store.status),
-            write_status=self._writer(store),
+            write_status=SimWriter(self, store),
             post_event=lambda kind, reason, message: events.append((reason, message)),
-            claimed_elsewhere=self._claimed(store),
+            claims_on=self._claims_on(store),
             repair_excluded=store.excluded,
+            created=store.created,
         )
         self.cycles += 1
         self.pending = []
         try:
-            result = await reconcile(rollout, self.process.deps)
+            with mock.patch.object(reconciler, "_Persisted", _SeenPersisted):
+                result = await reconcile(rollout, self.process.deps)
             self._commit_looks(store)
         except Crash:
             self.armed = None
@@ -1274,6 +1859,7 @@ class Simulation:
             return "CRASH: the process died; a new one starts from the persisted status"
         except KubeError as error:
             self.process.written.pop(store.name, None)  # re-read the server's view next time
+            store.rereads.append((self.tick(), frozenset(store.status.get("instances") or {})))
             store.requeue = CONFLICT_RETRY_SECONDS
             return f"status write failed ({error}); the daemon retries from the server's view"
         finally:
@@ -1295,6 +1881,7 @@ class Simulation:
         if not self.driven(store):  # the daemon stops; kopf starts a new one on an edit
             self.process.written.pop(store.name, None)
             self.process.deps.forget(NAMESPACE, store.name)
+            self.resolved.pop(store.name, None)
         return f"requeue {result.requeue_after}"
 
     def _findings_are_held(self, store: Store, events: list[tuple[str, str]]) -> None:
@@ -1319,7 +1906,16 @@ class Simulation:
     @staticmethod
     def driven(store: Store) -> bool:
         """Whether kopf runs the rollout's daemon (handlers.needs_driving): unless it is settled with
-        no drift checks to make."""
+        no drift checks to make and no selector to resolve again."""
+        return (
+            not settled(store.status, store.generation)
+            or followed_for_selection(store.spec)
+            or followed_for_drift(store.spec, store.status)
+        )
+
+    def checks_drift(self, store: Store) -> bool:
+        """Whether the rollout's daemon runs for its work or its drift checks: as `driven`, leaving out a
+        settled selector rollout that runs only to resolve its selector again."""
         return not settled(store.status, store.generation) or followed_for_drift(store.spec, store.status)
 
     async def run_step(self, step: Step) -> str:
@@ -1352,11 +1948,36 @@ class Simulation:
                 return "created"
             case "agent":
                 return self.agent_event(step.server, step.do, step.version)
+            case "fleet":
+                return self.fleet_event(step)
+            case "restart":
+                await self._restart()
+                return "a new process (no memory: selectors resolve again, statuses are read back)"
             case "exclude":
                 assert store is not None
                 store.excluded = frozenset(json.loads(step.patch))
                 return "annotated (no new generation)"
         raise ValueError(step.kind)
+
+    def fleet_event(self, step: Step) -> str:
+        """A change of the fleet's ECS side at run time (as POST /_emulator/fleet makes it)."""
+        fields = json.loads(step.patch or "{}")
+        command = FleetCommand.model_validate({"server": step.server, "do": step.do, **fields})
+        try:
+            self.state.apply_fleet_command(command, self.emu.now())
+        except (KeyError, ValueError) as error:
+            return f"not applied ({error!r})"
+        self.figures["fleet_changes"] += 1
+        server = self.state.fleet.servers.get(step.server)
+        if server is None:
+            return "ECS no longer lists it"
+        tags = ",".join(f"{k}={v}" for k, v in sorted(server.tags.items())) or "no tags"
+        matched = [
+            s.name
+            for s in self.stores.values()
+            if s.selector and step.server in self.matching(s.spec["selector"])
+        ]
+        return f"{server.status.value}, {tags}; matches the selector of {', '.join(matched) or 'no rollout'}"
 
     def agent_event(self, server: str, do: str, version: str | None) -> str:
         now = self.emu.now()
@@ -1427,7 +2048,9 @@ class Simulation:
         )
         scripted = (self.schedule.scenario.get("agents") or {}).get("events") or []
         figures["agent_events"] = len(scripted) + len(self.agent_events)
-        return {name: figures[name] for name in FIGURES}
+        figures["selector_seeds"] = int(any(store.selector for store in self.stores.values()))
+        figures["left_in_flight"] = len(self.followed_leaving)
+        return {name: figures[name] for name in (*FIGURES, *SELECTOR_FIGURES)}
 
     async def _run(self) -> None:
         for index, step in enumerate(self.schedule.steps):
@@ -1480,15 +2103,17 @@ class Simulation:
                 store.generation += 1
                 self._note("final", f"edit {store.name}: resume", f"generation {store.generation}")
         await self._settle_phase("final")
+        self._selectors_converged("final")
         healed = self._heal()
         if not healed:
             return
         await self._settle_phase("healed")
+        self._selectors_converged("healed")
         for store in self.stores.values():
             back = sorted(
                 iid
                 for iid, rec in (store.status.get("instances") or {}).items()
-                if iid in healed and rec.get("state") == "DRIFTED" and self.driven(store)
+                if iid in healed and rec.get("state") == "DRIFTED" and self.checks_drift(store)
             )
             if back:
                 raise self._fail(
@@ -1506,7 +2131,7 @@ class Simulation:
         repair (Report mode, excluded): `start`, or a reinstall (`downgrade` to the declared version)."""
         healed: set[str] = set()
         for store in self.stores.values():
-            if not self.driven(store):
+            if not self.checks_drift(store):
                 continue
             declared = self.checker.declared(store)
             for iid, rec in sorted((store.status.get("instances") or {}).items()):
@@ -1572,6 +2197,7 @@ class Simulation:
             and stall.get("reason") in TERMINAL_STALLS
             and quiet >= 2
             and status.get("observedGeneration") == store.generation
+            and not self._membership_unrest(store)  # a server that joins may start it again
         ):
             self.checker.explained_end(store)
             return True
@@ -1580,26 +2206,83 @@ class Simulation:
                 return False  # its next drift check has something to find: the daemon still runs
             self.checker.explained_end(store)
             return True
-        return False
+        # Nothing matches: it waits for a server to (Pending), and none will.
+        return (
+            store.selector
+            and condition(status, "Reconciling").get("reason") == Reason.NO_SERVERS_SELECTED
+            and status.get("observedGeneration") == store.generation
+            and not self.matching(store.spec["selector"])
+            and quiet >= 1
+        )
 
     def _unrest(self, store: Store) -> str:
-        """Why a settled rollout that still makes drift checks is not at rest ("" when it is): a server
-        it holds SUCCEEDED whose agent is off now, one DRIFTED whose agent is fine again, one DRIFTED
-        that a repair should take (Repair mode, not excluded)."""
-        if not self.driven(store):
+        """Why a settled rollout that still makes drift checks or resolves a selector is not at rest (""
+        when it is): a server it holds SUCCEEDED whose agent is off now, one DRIFTED whose agent is fine
+        again, one DRIFTED that a repair should take (Repair mode, not excluded); servers its selector
+        matches now that are not its members, or members it no longer matches."""
+        found = self._drift_unrest(store) if self.checks_drift(store) else ""
+        return found or self._membership_unrest(store)
+
+    def _membership_unrest(self, store: Store) -> str:
+        """A selector rollout's members differ from the servers its selector matches now ("" when they
+        are the same, and for an id-list rollout): its next resolution has something to find."""
+        if not store.selector:
             return ""
+        members = set(store.model.instances) if store.model is not None else set()
+        matching = set(self.matching(store.spec["selector"]))
+        if members == matching:
+            return ""
+        return (
+            f"; its selector matches {sorted(matching - members)} that are not members, and no longer "
+            f"{sorted(members - matching)}"
+        )
+
+    def _drift_unrest(self, store: Store) -> str:
         declared = self.checker.declared(store)
         report = (store.spec.get("drift") or {}).get("mode") == "Report"
-        for iid, rec in sorted((store.status.get("instances") or {}).items()):
+        records: Mapping[str, Any] = (
+            {iid: rec.state.value for iid, rec in store.model.instances.items()}
+            if store.selector and store.model is not None
+            else {iid: rec.get("state") for iid, rec in (store.status.get("instances") or {}).items()}
+        )
+        for iid, state in sorted(records.items()):
             truth = self.checker.truth(iid)
-            if rec.get("state") == "SUCCEEDED" and not truth.fine(declared):
+            if state == "SUCCEEDED" and not truth.fine(declared):
                 return f"; {iid} SUCCEEDED but now {truth.describe()}"
-            if rec.get("state") == "DRIFTED":
+            if state == "DRIFTED":
                 if truth.fine(declared):
                     return f"; {iid} DRIFTED but now {truth.describe()}"
                 if not report and iid not in store.excluded:
                     return f"; {iid} DRIFTED, to repair"
         return ""
+
+    def _selectors_converged(self, label: str) -> None:
+        """Liveness of a selector rollout: once it is Ready, every server its selector matches is a
+        member and converged (SUCCEEDED, and running the declared version unless its agent was moved
+        by hand or by another rollout since)."""
+        for store in self.stores.values():
+            if not store.selector or condition(store.status, "Ready").get("status") != "True":
+                continue
+            records = store.model.instances if store.model is not None else {}
+            declared = self.checker.declared(store)
+            for iid in self.matching(store.spec["selector"]):
+                rec = records.get(iid)
+                version = self.state.server_version(iid, self.emu.now())
+                moved = self.checker._agent_changed(iid) or self.checker._foreign_after(store.name, iid)
+                if (
+                    rec is None
+                    or rec.state is not InstanceState.SUCCEEDED
+                    or (not moved and version != declared)
+                ):
+                    raise self._fail(
+                        label,
+                        Violation(
+                            "L-selector-unconverged",
+                            f"{store.name}: Ready, but {iid}, which its selector matches, is "
+                            f"{rec.state.value if rec else 'not a member'} and runs {version} ({declared} "
+                            f"declared); {self.checker._history(iid)}",
+                        ),
+                    )
 
     def _cycle_bound(self, store: Store) -> int:
         timing = self.schedule.scenario["timing"]
@@ -1614,7 +2297,8 @@ class Simulation:
         verify += agents.get("start_seconds", 0)
         per_attempt = 4 + -(-(task + backoff + verify) // poll)
         episodes = 1 + events  # each agent event may cost a repair
-        return int(min(6000, 40 + len(store.spec["instances"]) * attempts * per_attempt * episodes))
+        servers = len(store.spec.get("instances") or self.state.server_ids)
+        return int(min(6000, 40 + servers * attempts * per_attempt * episodes))
 
 
 _CLIENT_TASKS: Final = ("CloudEyeClient.", "_list_project")
@@ -1650,6 +2334,8 @@ def _brief(status: Mapping[str, Any]) -> str:
         t for t in ("Ready", "Reconciling", "Stalled") if condition(status, t).get("status") == "True"
     )
     intents = f" intents {len(status['intents'])}" if status.get("intents") else ""
+    if status.get("selection") is not None:  # a selector rollout lists only some of its members
+        short = f"{short} of {(status.get('summary') or {}).get('total', 0)}".lstrip()
     return f"{status.get('phase')} r{status.get('revision')} {short} {flags or 'none True'}{intents}"
 
 
@@ -1695,8 +2381,11 @@ class Checker:
                 "SIM-agent-answer",
                 f"agent-status answers differ from the emulator's agents: {self.sim.mismatches}",
             )
+        if self.sim.resolution_mismatches:
+            raise Violation("I2-resolution", "; ".join(self.sim.resolution_mismatches))
         self.episodes = self._episodes()
         self._no_duplicate_work()
+        self._no_work_after_leaving()
         for store in self.sim.stores.values():
             self._rollout(store)
 
@@ -1738,7 +2427,7 @@ class Checker:
             return False
         return any(
             after.order < look.order < before
-            and look.time >= task.finished_at + verify - 1e-6
+            and look.time >= task.finished_at + verify - CLOCK_GRAIN
             and not look.fine(task.target_version)
             for look in store.looks.get(iid, [])
         )
@@ -1890,8 +2579,15 @@ class Checker:
     def _repair_is_due(self, store: Store, iid: str, since: Became, r: Request) -> None:
         """The first request after the server was SUCCEEDED is a drift repair: a look of this rollout
         since then must have seen its agent off the declared state, in Repair mode, not excluded; the
-        repair INSTALLs a missing agent and UPDATEs one that is there."""
+        repair INSTALLs a missing agent and UPDATEs one that is there. A selector rollout's member
+        that a restart found only counted, and not running the declared version, is started again as a
+        new member would be (its SUCCEEDED -> WAITING: `_restarted_is_due`)."""
         name = store.name
+        if store.selector:
+            reset = [b for i, b in store.reset if i == iid and since.order < b.order < r.order]
+            if reset:
+                self._restarted_is_due(store, iid, since, reset[0], r.declared)
+                return
         off = [
             look
             for look in store.looks.get(iid, [])
@@ -1929,6 +2625,41 @@ class Checker:
                 f"(a repair INSTALLs a missing agent, UPDATEs one that is there); {self._history(iid)}",
             )
 
+    def _restarted_is_due(
+        self, store: Store, iid: str, since: Became, reset: Became, declared: str | None
+    ) -> None:
+        """A converged member was started again in its revision (not as a repair): only once a process
+        read the status back from Kubernetes (a restart, or the cycle after a failed status write) while
+        it did not list the server (it is then known only as counted), and only when the look since saw
+        its agent not running the declared version exactly, or another rollout's claim blocked it
+        (README, Selectors: the trade-off of a compact status: such a server is started as a new member
+        would be, whatever drift.mode says). `declared`: the exact version of the revision it was
+        started again in."""
+        name = store.name
+        rereads = [
+            order
+            for order, listed in store.rereads
+            if since.order < order < reset.order and iid not in listed
+        ]
+        if not rereads:
+            raise Violation(
+                "I2-converged-reset",
+                f"{name}: {iid} went from SUCCEEDED (t={since.time - EPOCH:g}) back to {reset.state} at "
+                f"t={reset.time - EPOCH:g}, and no status read back from Kubernetes in between left it "
+                f"only counted; {self._looks(store, iid)}; {self._history(iid)}",
+            )
+        if reset.state == "BLOCKED":
+            return  # known again only as a server to start, and another rollout works on it: it waits
+        seen = [look for look in store.looks.get(iid, []) if rereads[-1] < look.order < reset.order]
+        if not seen or (seen[-1].up and seen[-1].version == declared):
+            what = f"saw it {seen[-1].describe()}" if seen else "no look at its agent"
+            raise Violation(
+                "I1-restarted-current",
+                f"{name}: once its status was read back, {iid} (converged, only counted) was started "
+                f"again, but {what} since (declared {declared}); {self._looks(store, iid)}; "
+                f"{self._history(iid)}",
+            )
+
     @staticmethod
     def _limit(store: Store) -> int:
         return int(store.spec.get("strategy", {}).get("retry", {}).get("limit", 3))
@@ -1946,23 +2677,28 @@ class Checker:
         spec = store.spec
         gen = store.generation
         current = status.get("observedGeneration") == gen
-        ids = [e["id"] for e in spec["instances"]]
         raw: Mapping[str, Mapping[str, Any]] = status.get("instances") or {}
         parsed = RolloutStatus.from_dict(status)
         name = store.name
 
         # I2: accounting
-        if current and set(raw) != set(ids):
-            missing = sorted(set(ids) - set(raw))
-            extra = sorted(set(raw) - set(ids))
-            raise Violation("I2-instances", f"{name}: status.instances misses {missing}, has extra {extra}")
         summary = status.get("summary") or {}
         counts: Counter[str] = Counter(SUMMARY_FIELD[InstanceState(rec["state"])] for rec in raw.values())
-        wanted = {to_camel(f): counts.get(f, 0) for f in SUMMARY_FIELDS if f != "total"}
-        wanted["total"] = len(raw)
-        got = {key: summary.get(key, 0) for key in wanted}
-        if got != wanted or sum(v for k, v in got.items() if k != "total") != got["total"]:
-            raise Violation("I2-summary", f"{name}: summary {summary} but the instances count {wanted}")
+        if store.selector:
+            ids, parsed = self._selector_accounting(store, raw, summary, counts, parsed)
+        else:
+            ids = [e["id"] for e in spec["instances"]]
+            if current and set(raw) != set(ids):
+                missing = sorted(set(ids) - set(raw))
+                extra = sorted(set(raw) - set(ids))
+                raise Violation(
+                    "I2-instances", f"{name}: status.instances misses {missing}, has extra {extra}"
+                )
+            wanted = {to_camel(f): counts.get(f, 0) for f in SUMMARY_FIELDS if f != "total"}
+            wanted["total"] = len(raw)
+            got = {key: summary.get(key, 0) for key in wanted}
+            if got != wanted or sum(v for k, v in got.items() if k != "total") != got["total"]:
+                raise Violation("I2-summary", f"{name}: summary {summary} but the instances count {wanted}")
 
         ready = condition(status, "Ready")
         reconciling = condition(status, "Reconciling")
@@ -2069,6 +2805,81 @@ class Checker:
                     "I5-reconciling-false-with-pending-rollbacks",
                     f"{name}: Reconciling=False ({reconciling.get('reason')}) while rollbacks on "
                     f"failure are still to do: {states}",
+                )
+
+    def _selector_accounting(
+        self,
+        store: Store,
+        raw: Mapping[str, Mapping[str, Any]],
+        summary: Mapping[str, Any],
+        counts: Counter[str],
+        parsed: RolloutStatus,
+    ) -> tuple[list[str], RolloutStatus]:
+        """A selector rollout's status lists only the servers with something to say (status.listed) and
+        counts the rest: its summary adds up to the members; every count but pending (not started) and
+        succeeded (converged) is exactly its entries'; every entry is a member (the writes check who is:
+        Simulation._members_are_right); no task of the rollout is unfinished on a server its status
+        does not hold in flight. Returns the members and the model that holds each one's state (the
+        last planned status), or the entries and the status itself before any."""
+        name = store.name
+        fields = [f for f in SUMMARY_FIELDS if f != "total"]
+        got = {f: int(summary.get(to_camel(f)) or 0) for f in SUMMARY_FIELDS}
+        unlisted = {f: got[f] - counts.get(f, 0) for f in fields}
+        odd = {f: n for f, n in unlisted.items() if n < 0 or (n > 0 and f not in ("pending", "succeeded"))}
+        if odd or sum(got[f] for f in fields) != got["total"]:
+            raise Violation(
+                "I2-summary",
+                f"{name}: summary {dict(summary)}, but the entries count {dict(counts)}: only servers not "
+                "started (pending) or converged (succeeded) may be counted and not listed, and the counts "
+                "add up to total",
+            )
+        self._nothing_untracked(store, raw)
+        model = store.model
+        if model is None:
+            return list(raw), parsed
+        members = set(model.instances)
+        strangers = sorted(set(raw) - members)
+        if strangers:
+            raise Violation(
+                "I2-instances",
+                f"{name}: status.instances lists {strangers}, which are not members (the servers its "
+                f"selector resolved to and those leaving with work in flight: {sorted(members)})",
+            )
+        if got["total"] != len(members):
+            raise Violation(
+                "I2-summary", f"{name}: summary.total {got['total']}, but it has {len(members)} members"
+            )
+        return list(model.instances), model
+
+    def _nothing_untracked(self, store: Store, raw: Mapping[str, Mapping[str, Any]]) -> None:
+        """Every unfinished task of the rollout is on a server its status lists in flight (a task, an
+        intent): a server not listed, or gone from the fleet it names, has none (nothing orphaned)."""
+        tracked = {iid for iid, rec in raw.items() if rec.get("state") in LIVE_STATES}
+        for intent in (store.status.get("intents") or {}).values():
+            tracked.update(intent.get("instanceIds") or ())
+        for t in self.tasks:
+            iid = t["instance_id"]
+            if t["status"] in UNFINISHED and iid not in tracked and self._owner_of(t) == store.name:
+                entry = raw.get(iid)
+                raise Violation(
+                    "I2-untracked-task",
+                    f"{store.name}: its {t['invocation_type']} task {t['invocation_id']} on {iid} is "
+                    f"{t['status']}, but its status holds no task there ({entry or 'not listed'}); "
+                    f"{self._history(iid)}",
+                )
+
+    def _no_work_after_leaving(self) -> None:
+        """A selector rollout makes no task for a server its selector no longer matched when the cycle
+        resolved it: a server leaves once its work in flight ends, and gets new work only if it matches
+        again (then as a new member)."""
+        for r in self.sim.requests:
+            if r.matched is False:
+                raise Violation(
+                    "I1-work-after-left",
+                    f"{r.rollout}: {r.kind} {r.task or '(refused)'} for {r.instance} at "
+                    f"t={r.time - EPOCH:g}, which its selector no longer matched (the cycle's resolution "
+                    "left it out); "
+                    f"{self._history(r.instance or '')}",
                 )
 
     def _ready_is_true(self, store: Store, ids: list[str]) -> None:
@@ -2248,7 +3059,7 @@ class Checker:
                 f"{name}: {iid} is UNVERIFIED, but the last look saw {last.describe()} (its task set "
                 f"{task.target_version}); {self._looks(store, iid)}",
             )
-        if last.time < task.finished_at + verify - 1e-6:
+        if last.time < task.finished_at + verify - CLOCK_GRAIN:
             raise Violation(
                 "I3-unverified-early",
                 f"{name}: {iid} is UNVERIFIED at t={last.time - EPOCH:g}, but its task "
@@ -2352,6 +3163,18 @@ class Checker:
             )
             out.append(f"  {store.name} conditions: {_reason(store.status)}")
             out.append(f"  {store.name} status: {json.dumps(status, sort_keys=True, default=str)}")
+            if store.selector:
+                model = store.model
+                members = (
+                    ", ".join(f"{iid} {rec.state.value}" for iid, rec in model.instances.items())
+                    if model is not None
+                    else "no planned status yet"
+                )
+                out.append(f"  {store.name} members (last planned status): {members}")
+                out.append(
+                    f"  {store.name} selector: resolved to {list(self.sim.resolved.get(store.name, ()))} "
+                    f"in this process; matches {self.sim.matching(store.spec['selector'])} now"
+                )
         ids = sorted({t["instance_id"] for t in self.tasks})
         out.append("  emulator tasks by server (type id status from->to (rollout revision)):")
         out += [f"    {self._history(iid)}" for iid in ids]
@@ -2366,6 +3189,13 @@ class Checker:
         if self.sim.agent_events:
             events = ", ".join(f"{iid} at t={t - EPOCH:g}" for t, iid in self.sim.agent_events)
             out.append(f"  agent events applied at run time: {events}")
+        if any(store.selector for store in self.sim.stores.values()):
+            rows = [
+                f"{iid} {server.status.value} "
+                + (",".join(f"{k}={v}" for k, v in sorted(server.tags.items())) or "-")
+                for iid, server in self.sim.state.fleet.servers.items()
+            ]
+            out.append(f"  ECS now: {'; '.join(rows)}")
         return out
 
 
@@ -2493,10 +3323,12 @@ def summary_line(reports: Sequence[SeedReport], seconds: float) -> str:
     for report in reports:
         figures.update(dict(report.figures))
     agents = ", ".join(f"{figures[name]} {name.replace('_', ' ')}" for name in FIGURES)
+    selectors = ", ".join(f"{figures[name]} {name.replace('_', ' ')}" for name in SELECTOR_FIGURES[1:])
     return (
         f"simulation: {len(reports)} schedules, {sum(r.steps for r in reports)} steps checked, "
         f"{sum(r.cycles for r in reports)} reconcile cycles, {sum(r.crashes for r in reports)} crashes, "
-        f"{sum(r.tasks for r in reports)} tasks, {failing} failing, in {seconds:.1f}s; agents: {agents}"
+        f"{sum(r.tasks for r in reports)} tasks, {failing} failing, in {seconds:.1f}s; agents: {agents}; "
+        f"selectors ({figures['selector_seeds']} schedules): {selectors}"
     )
 
 

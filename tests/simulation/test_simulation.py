@@ -30,6 +30,9 @@ DETERMINISM_SEED: Final = 137
 """A schedule with two rollouts, crashes in batch-creates (one in a drift repair's), lost answers,
 agent events (scripted and at run time), an UNVERIFIED success, a version edit and drives to the end
 (see `scripts/simulate --seed 137 --schedule`)."""
+SELECTOR_DETERMINISM_SEED: Final = 195
+"""A selector schedule: servers added, tagged, untagged and removed (some with their task in flight),
+the selector edited, crashes and restarts that read the compact status back."""
 
 
 def test_the_ci_budget_of_seeds_holds_every_invariant(record_property: Callable[[str, object], None]) -> None:
@@ -69,6 +72,22 @@ async def test_a_seed_replays_to_the_same_tasks_and_trace(emu: RunningEmulator) 
     assert first.task_records == second.task_records  # ids, times, lineage, outcomes: all from the seed
     assert first.trace == second.trace
     assert first.outcome == second.outcome
+
+
+async def test_a_selector_seed_replays_to_the_same_tasks_and_trace(emu: RunningEmulator) -> None:
+    assert sim.selector_seed(SELECTOR_DETERMINISM_SEED)
+    assert sum(map(sim.selector_seed, CI_SEEDS)) == len(CI_SEEDS) // 4  # CI runs selector seeds too
+    with sim.quiet_logs():
+        first = await sim.run_schedule(sim.generate(SELECTOR_DETERMINISM_SEED), emu)
+        second = await sim.run_schedule(sim.generate(SELECTOR_DETERMINISM_SEED), emu)
+    assert first.failure is None, str(first.failure)
+    assert first.figures["joined"] >= 1
+    assert first.figures["left"] >= 1
+    assert first.figures["left_in_flight"] >= 1
+    assert first.figures["compact_restarts"] >= 1
+    assert first.figures == second.figures
+    assert first.task_records == second.task_records
+    assert first.trace == second.trace
 
 
 def test_a_seed_gives_the_same_result_in_another_process_on_another_port() -> None:
@@ -375,3 +394,118 @@ async def test_the_checkers_catch_a_repair_made_behind_the_operators_back(
             simulation.checker.check()
         await simulation.process.pool.aclose()
     assert caught.value.invariant == invariant, str(caught.value)
+
+
+# --- selector rollouts: lies about a compact status, and the corner the simulation found ----------
+
+SELECTOR_SCENARIO: Final[dict[str, Any]] = {
+    **LIAR_SCENARIO,
+    "outcomes": {},
+    "fleet": [
+        *({"id": f"srv-{i:04d}", "version": sim.BASE_VERSION, "tags": sim.WEB} for i in (1, 2, 3)),
+        {"id": "srv-0004", "version": sim.BASE_VERSION, "tags": {"role": "db"}},
+    ],
+}
+SELECTOR_SPEC: Final[dict[str, Any]] = {
+    "action": "UPDATE",
+    "version": "2.7.2",
+    "selector": {"tags": sim.WEB, "intervalSeconds": 10},
+    "strategy": {"maxInFlight": 1, "retry": {"limit": 1, "backoffSeconds": 1}, "pollIntervalSeconds": 2},
+}
+SELECTOR_STEPS: Final = (sim.Step("cycle"), sim.Step("advance", seconds=2.0), sim.Step("cycle"))
+"""After these, srv-0001's UPDATE task is unfinished (listed); srv-0002 and srv-0003 are only counted."""
+
+
+def _counts_an_unlisted_failure(status: dict[str, Any]) -> None:
+    status["summary"] = {**status["summary"], "failed": 1, "pending": status["summary"]["pending"] - 1}
+
+
+def _lists_a_stranger(status: dict[str, Any]) -> None:
+    status["instances"]["srv-0004"] = {"state": "WAITING", "message": "made up"}  # counted as pending
+
+
+def _hides_a_task(status: dict[str, Any]) -> None:
+    del status["instances"]["srv-0001"]
+    summary = status["summary"]
+    status["summary"] = {**summary, "inFlight": summary["inFlight"] - 1, "pending": summary["pending"] + 1}
+
+
+@pytest.mark.parametrize(
+    ("lie", "invariant"),
+    [
+        (_counts_an_unlisted_failure, "I2-summary"),
+        (_lists_a_stranger, "I2-instances"),
+        (_hides_a_task, "I2-untracked-task"),
+    ],
+    ids=["counts-an-unlisted-failure", "lists-a-non-member", "hides-a-server-in-flight"],
+)
+async def test_the_checkers_catch_a_compact_status_that_lies(
+    emu: RunningEmulator, lie: Any, invariant: str
+) -> None:
+    schedule = sim.Schedule(0, SELECTOR_SCENARIO, SELECTOR_SPEC, SELECTOR_STEPS)
+    simulation = sim.Simulation(schedule, emu)
+    with sim.quiet_logs():
+        for step in schedule.steps:
+            await simulation.run_step(step)
+            simulation.checker.check()  # the truth passes
+        store = simulation.stores[sim.FIRST]
+        assert set(store.status["instances"]) == {"srv-0001"}
+        assert store.status["summary"]["total"] == 3
+        lied = copy.deepcopy(store.status)
+        lie(lied)
+        store.status = lied
+        with pytest.raises(sim.Violation) as caught:
+            simulation.checker.check()
+        await simulation.process.pool.aclose()
+    assert caught.value.invariant == invariant, str(caught.value)
+
+
+async def test_the_checkers_catch_a_task_for_a_server_that_left(emu: RunningEmulator) -> None:
+    steps = (
+        *SELECTOR_STEPS,
+        sim.Step("fleet", server="srv-0002", do="untag", patch='{"keys": ["role"]}'),
+        sim.Step("advance", seconds=11.0),
+        sim.Step("cycle"),  # resolved again: srv-0002 (not started) leaves
+    )
+    simulation = sim.Simulation(sim.Schedule(0, SELECTOR_SCENARIO, SELECTOR_SPEC, steps), emu)
+    store = simulation.stores[sim.FIRST]
+    with sim.quiet_logs():
+        for step in steps:
+            await simulation.run_step(step)
+            simulation.checker.check()
+        assert store.model is not None
+        assert "srv-0002" not in store.model.instances
+        simulation.actor = store  # as if this rollout's process sent it
+        request = BatchCreateRequest(
+            invocation_type=InvocationType.UPDATE, instance_ids=["srv-0002"], version="2.7.2"
+        )
+        simulation.state.batch_create(request, emu.now())
+        simulation.actor = None
+        with pytest.raises(sim.Violation) as caught:
+            simulation.checker.check()
+        await simulation.process.pool.aclose()
+    assert caught.value.invariant == "I1-work-after-left", str(caught.value)
+
+
+async def test_a_server_that_stops_matching_while_only_its_intent_is_recorded_gets_no_task(
+    emu: RunningEmulator,
+) -> None:
+    """Found by the simulation (seed 31 of the first run with selector seeds; the planner fix's unit test
+    is in tests/unit/rollout/test_selection.py): the process died after persisting an intent, before its
+    batch-create; one of its servers stopped matching; 30 s later the intent was released (nothing was
+    created), and that server, still followed for the intent, was given a new task."""
+    spec = {**SELECTOR_SPEC, "strategy": {**SELECTOR_SPEC["strategy"], "maxInFlight": 3}}
+    steps = (
+        sim.Step("crash", point="call-unapplied", nth=1),  # the intent for all three, then the process dies
+        sim.Step("fleet", server="srv-0002", do="untag", patch='{"keys": ["role"]}'),
+        sim.Step("advance", seconds=31.0),  # past the intent's release and the selector's interval
+        sim.Step("cycle"),
+        sim.Step("advance", seconds=2.0),
+        sim.Step("cycle"),
+    )
+    with sim.quiet_logs():
+        result = await sim.Simulation(sim.Schedule(0, SELECTOR_SCENARIO, spec, steps), emu).run()
+    assert result.failure is None, str(result.failure)
+    assert result.crashes == 1
+    assert result.figures["left"] == 1
+    assert sorted(t["instance_id"] for t in result.task_records) == ["srv-0001", "srv-0003"]
