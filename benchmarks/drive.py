@@ -1,11 +1,17 @@
 """One rollout configuration, end to end: R rollouts x N servers against an emulator process.
 
     python -m benchmarks.drive '{"rollouts": 1, "servers": 1000, "ids": "short", "history": 0, "failing": 10}'
+    python -m benchmarks.drive '{"rollouts": 1, "servers": 100000, "selector": true, "failing": 10}'
 
 The real reconcile cycle (planner + client over HTTP) drives each rollout; Kubernetes is the harness's
 in-memory status (tests/support/harness.py: merge patches applied as the API server does). Rollouts
 share one client pool and one Deps, as in the operator process. The emulator's clock is frozen and
 moved to the next due cycle. Prints one JSON object: calls per cycle, patches, bytes, CPU, memory.
+
+With `"selector": true` each rollout names its fleet by a tag (`spec.selector`, fleet: <rollout name>)
+instead of `spec.instances`; the emulator generates each group with that tag and UUID ids, and the
+operator resolves it with ECS ListServersDetails. After Ready (and the drift check) the clock moves to
+the selector's next resolution, the fleet unchanged: one more cycle measures what re-resolving costs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -28,10 +35,14 @@ from benchmarks.common import (
     POLL_SECONDS,
     RETRY_BACKOFF_SECONDS,
     ROOT,
+    SELECTOR_INTERVAL_SECONDS,
+    SELECTOR_POLL_SECONDS,
     dumps,
     failing_ids,
+    fleet_name,
     memory,
     rollout_ids,
+    selector_ids,
 )
 from cloudeye_operator.cloudeye.client import CloudEyeClient, Endpoint
 from cloudeye_operator.cloudeye.models import MAX_IDS_PER_CREATE, InvocationType
@@ -135,7 +146,12 @@ def states(status: dict[str, Any]) -> dict[str, str]:
 
 async def run(config: dict[str, Any]) -> dict[str, Any]:
     rollouts, servers, history = config["rollouts"], config["servers"], config.get("history", 0)
-    groups = rollout_ids(rollouts, servers, config["ids"])
+    if config.get("selector"):
+        # Only the failing servers' ids (to check their retries): the fleet itself is ECS's, and 100,000
+        # ids held here would be counted in the operator's memory.
+        groups = selector_ids(rollouts, servers, int(config.get("failing", 0)))
+    else:
+        groups = rollout_ids(rollouts, servers, config["ids"])
     emu_proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our own module; started once
         [sys.executable, "-m", "benchmarks.emuproc", json.dumps(config)],
         cwd=ROOT,
@@ -204,11 +220,19 @@ async def _drive(
 
     CloudEyeClient.batch_create = counted  # type: ignore[method-assign]
     clusters: list[Watched] = []
+    selector = bool(config.get("selector"))
+    poll_seconds = int(config.get("poll_seconds", SELECTOR_POLL_SECONDS if selector else POLL_SECONDS))
     for index, ids in enumerate(groups):
+        fleet: dict[str, Any] = (
+            {"selector": {"tags": {"fleet": fleet_name(index)}, "intervalSeconds": SELECTOR_INTERVAL_SECONDS}}
+            if selector
+            else {"instances": [{"id": i} for i in ids]}
+        )
+        size = config["servers"] if selector else len(ids)
         spec = {
-            "action": "UPDATE",
+            "action": config.get("action", "UPDATE"),
             "version": "2.7.2",
-            "instances": [{"id": i} for i in ids],
+            **fleet,
             "cloud": {
                 "region": "cn-north-4",
                 "projectId": emu.project_id,
@@ -218,9 +242,9 @@ async def _drive(
             "drift": {"intervalSeconds": DRIFT_SECONDS if config.get("drift", True) else 0},
             # As wide as allowed: N up to 1,000 in one wave, 10,000 in ten (MAX_IN_FLIGHT).
             "strategy": {
-                "maxInFlight": min(len(ids), MAX_IN_FLIGHT),
+                "maxInFlight": min(size, MAX_IN_FLIGHT),
                 "maxFailures": 0,
-                "pollIntervalSeconds": POLL_SECONDS,
+                "pollIntervalSeconds": poll_seconds,
                 "retry": {"limit": 3, "backoffSeconds": RETRY_BACKOFF_SECONDS},
             },
         }
@@ -230,7 +254,7 @@ async def _drive(
             secrets={"creds": secret_data(token=d.DEFAULT_TOKEN)},  # type: ignore[arg-type]
             settings=settings,
             keep=index == 0,
-            name=f"fleet-{index}",
+            name=fleet_name(index),
         )
         cluster.pool = pool
         cluster.deps = Deps(
@@ -253,7 +277,10 @@ async def _drive(
     max_object = 0
     max_object_state = ""
     failing = set(failing_ids(groups, config.get("failing", 0)))
-    for _ in range(int(config.get("max_steps", 60))):
+    # Three cycles a wave (create, RUNNING, done: the next wave starts in the same cycle), waves of
+    # MAX_IN_FLIGHT: 60 cycles cover 10,000 servers; 100,000 take ~300.
+    waves = math.ceil(config["servers"] / MAX_IN_FLIGHT)
+    for _ in range(int(config.get("max_steps", max(60, 4 * waves + 20)))):
         pending = [i for i, t in enumerate(ready_at) if math.isnan(t)]
         if not pending:
             break
@@ -280,10 +307,12 @@ async def _drive(
             "list_calls": delta[Endpoint.LIST.value],
             "create_calls": delta[Endpoint.BATCH_CREATE.value],
             "agent_calls": delta[Endpoint.AGENT_STATUS.value],
+            "server_calls": delta[Endpoint.SERVERS.value],
             "cpu_ms": cpu * 1000,
             "wall_ms": wall * 1000,
             "patches": [],
             "patch_bytes": [],
+            "patch_max": [],
             "changed": [],
             "spurious": 0,
             "started": 0,
@@ -293,6 +322,7 @@ async def _drive(
             new = cluster.written_patches[n_patches[k] :]
             step["patches"].append(cycle.patches)
             step["patch_bytes"].append(sum(size for size, _ in new))
+            step["patch_max"].append(max((size for size, _ in new), default=0))
             changed = set().union(*(ids for _, ids in new)) if new else set()
             step["changed"].append(len(changed))
             old_states, new_states = states(before[k]), states(cluster.status)
@@ -324,6 +354,8 @@ async def _drive(
                         if snap.get("intents"):
                             max_object_state += f", {len(snap['intents'])} intent(s)"
                 cluster.snapshots.clear()
+        figures = memory()  # (to see which cycle the peak belongs to)
+        step["rss_mib"], step["hwm_mib"] = figures["VmRSS"] / 1024, figures["VmHWM"] / 1024
         steps.append(step)
         # Drop this step's results before the next: they hold every rollout's previous status model,
         # which the operator itself no longer holds (it hands each cycle's model to the next).
@@ -355,14 +387,22 @@ async def _drive(
                 size for c, n in zip(clusters, n_patches, strict=True) for size, _ in c.written_patches[n:]
             ),
         }
+    resolution = (
+        await _re_resolve(clusters, emu, http, calls)
+        if selector and not any(math.isnan(t) for t in ready_at)
+        else None
+    )
     final_object = object_bytes(clusters[0].spec, clusters[0].status)
     spec_bytes = len(dumps(clusters[0].spec))
-    retries = sum(1 for i in failing if clusters[0].status["instances"][i].get("attempts") == 2)
+    # (A selector rollout's status does not list converged servers: their retries are then counted as
+    # RETRY batch-create calls only.)
+    retries = sum(1 for i in failing if (clusters[0].status["instances"].get(i) or {}).get("attempts") == 2)
     end_memory = memory()
     await pool.aclose()
     for step in steps:
         step.pop("t0")
     poll_cpu = [s["cpu_ms"] for s in steps if s["create_calls"] == 0 and s["list_calls"] > 0]
+    cycle_cpu = [s["cpu_ms"] for s in steps]
     return {
         "steps": steps,
         "ready_at": ready_at,
@@ -376,11 +416,46 @@ async def _drive(
         "object_bytes_final": final_object,
         "spec_bytes": spec_bytes,
         "retried": retries,
+        "re_resolution": resolution,
         "memory_kib": {"base": base_memory, "end": end_memory},
         "poll_cpu_ms": {
             "median": statistics.median(poll_cpu) if poll_cpu else None,
             "max": max(poll_cpu) if poll_cpu else None,
         },
+        "cycle_cpu_ms": {"median": statistics.median(cycle_cpu), "max": max(cycle_cpu)},
+        "cycle_wall_ms": {
+            "median": statistics.median(s["wall_ms"] for s in steps),
+            "max": max(s["wall_ms"] for s in steps),
+        },
+    }
+
+
+async def _re_resolve(
+    clusters: list[Watched], emu: RemoteEmulator, http: httpx.AsyncClient, calls: Counter[str]
+) -> dict[str, Any]:
+    """The clock moves to each selector's next resolution (the fleet unchanged) and every rollout
+    cycles once: ECS listing calls, and what else the cycle does (the drift check is due too by then)."""
+    next_at = max(
+        datetime.fromisoformat(c.status["selection"]["resolvedAt"]).timestamp() + SELECTOR_INTERVAL_SECONDS
+        for c in clusters
+    )
+    await emu.advance(http, next_at - emu.now())
+    start_calls = Counter(calls)
+    n_patches = [len(c.written_patches) for c in clusters]
+    cpu0 = time.process_time()
+    after = await asyncio.gather(*(c.cycle() for c in clusters))
+    cpu = time.process_time() - cpu0
+    delta = Counter(calls) - start_calls
+    new = [p for c, n in zip(clusters, n_patches, strict=True) for p in c.written_patches[n:]]
+    return {
+        "calls": dict(delta),
+        "server_calls": delta[Endpoint.SERVERS.value],
+        "create_calls": delta[Endpoint.BATCH_CREATE.value],
+        "patches": sum(c.patches for c in after),
+        "patch_bytes": sum(size for size, _ in new),
+        "instances_patched": len(set().union(*(ids for _, ids in new))) if new else 0,
+        "cpu_ms": cpu * 1000,
+        "all_ready": all(condition(c.status, "Ready").get("status") == "True" for c in clusters),
     }
 
 

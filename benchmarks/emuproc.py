@@ -15,7 +15,15 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import HISTORY_FLEET, memory, rollout_ids, scenario
+from benchmarks.common import (
+    HISTORY_FLEET,
+    SELECTOR_RUNNING_SECONDS,
+    memory,
+    rollout_ids,
+    scenario,
+    selector_ids,
+    selector_scenario,
+)
 from cloudeye_operator.cloudeye.models import BatchCreateRequest, InvocationType
 from cloudeye_operator.emulator import EmulatorConfig, EmulatorState, Scenario, threaded_emulator
 
@@ -38,13 +46,23 @@ def prefill(state: EmulatorState, history: int, now: float) -> float:
 
 def main(argv: list[str]) -> None:
     config: dict[str, Any] = json.loads(argv[1])
-    groups = rollout_ids(config["rollouts"], config["servers"], config["ids"])
     history = int(config.get("history", 0))
-    scen = Scenario.model_validate(
-        scenario(groups, int(config.get("failing", 0)), history, bool(config.get("at_version")))
-    )
+    failing = int(config.get("failing", 0))
+    if config.get("selector"):
+        # The fleet is ECS's: generated groups, tagged per rollout (the operator lists them).
+        groups = selector_ids(config["rollouts"], config["servers"])
+        running = float(config.get("running_seconds", SELECTOR_RUNNING_SECONDS))
+        scen = Scenario.model_validate(
+            selector_scenario(config["rollouts"], config["servers"], failing, running)
+        )
+    else:
+        groups = rollout_ids(config["rollouts"], config["servers"], config["ids"])
+        scen = Scenario.model_validate(scenario(groups, failing, history, bool(config.get("at_version"))))
     group_of = {iid: index for index, group in enumerate(groups) for iid in group}
     with threaded_emulator(EmulatorConfig(scenario=scen, time_scale=0.0)) as emu:
+        if config.get("selector"):
+            generated = set(emu.state.server_ids)
+            assert all(iid in generated for group in groups for iid in group), "selector_ids drifted"
         started = time.perf_counter()
         if history:
             # Old tasks finished long ago: created 'history' minutes back, then the clock moves on.

@@ -1,5 +1,6 @@
 """Scale benchmark (issue 7): cloud calls, Kubernetes patches and bytes, operator CPU and memory,
-emulator capacity, for rollouts of 100 to 10,000 servers. Prints figures; it is not a timed test.
+emulator capacity, for rollouts of 100 to 10,000 servers named by id, and (issue 15) rollouts of up to
+100,000 servers named by a selector. Prints figures; it is not a timed test.
 
     .venv/bin/python benchmarks/run.py            # the full matrix (a few minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # a smoke subset (under a minute)
@@ -25,7 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import POLL_SECONDS, machine, proc_memory  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    POLL_SECONDS,
+    SELECTOR_POLL_SECONDS,
+    machine,
+    proc_memory,
+)
 
 ETCD_LIMIT = 1_572_864  # 1.5 MiB: etcd's default --max-request-bytes, which the API server inherits
 PAGE = 100
@@ -51,6 +57,8 @@ def target(step: dict[str, Any]) -> int:
 
 AGENT_PAGE = 2000
 """Servers per agent-status call (MAX_IDS_PER_AGENT_QUERY)."""
+SERVERS_PAGE = 1000
+"""Servers per ECS ListServersDetails call (MAX_SERVERS_PER_PAGE)."""
 
 
 def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +113,65 @@ def rollout_row(result: dict[str, Any]) -> dict[str, Any]:
         "total_calls": sum(result["calls"].values()),
         "drift_check": result.get("drift_check") or {},
         "drift_min": r * math.ceil(n / AGENT_PAGE),
+    }
+
+
+def selector_row(result: dict[str, Any]) -> dict[str, Any]:
+    """A selector rollout's figures: ECS listing calls per resolution (client and emulator counts),
+    creates, the other calls, the operator's CPU and memory, the object and patch sizes, a
+    re-resolution with the fleet unchanged."""
+    cfg = result["config"]
+    steps = result["steps"]
+    n, r = cfg["servers"], cfg["rollouts"]
+    calls = result["calls"]
+    resolving = [s for s in steps if s.get("server_calls")]
+    again = result.get("re_resolution") or {}
+    wall = [s["wall_ms"] for s in steps]
+    ready = result["ready_latency_s"]
+    return {
+        "config": f"{r}x{n:,} selector",
+        "rollouts": r,
+        "servers": n,
+        "ecs_calls": calls.get("servers", 0),
+        "ecs_calls_emulator": result["emulator"]["stats"].get("servers", {}).get("200", 0),
+        "ecs_first_resolution": resolving[0]["server_calls"] if resolving else 0,
+        "ecs_min": r * math.ceil(n / SERVERS_PAGE),
+        "resolutions_during_rollout": len(resolving),
+        "creates": result["creates_by_kind"].get("UPDATE", 0),
+        "creates_min": r * math.ceil(n / PAGE),
+        "create_cycles": sum(1 for s in steps if s["create_calls"]),
+        "retry_calls": result["creates_by_kind"].get("RETRY", 0),
+        "total_creates": calls.get("batch_create", 0),
+        "agent_calls": calls.get("agent_status", 0),
+        "total_list": calls.get("list", 0),
+        "list_per_cycle_max": max(s["list_calls"] for s in steps),
+        "total_calls": sum(calls.values()),
+        "cycles": len(steps),
+        "ready_emulator_s": steps[-1]["t"],
+        "all_ready": result["all_ready"],
+        "latency_polls_max": (
+            max(ready) / cfg.get("poll_seconds", SELECTOR_POLL_SECONDS) if result["all_ready"] else None
+        ),
+        "cpu_cycle_median_ms": result["cycle_cpu_ms"]["median"],
+        "cpu_cycle_max_ms": result["cycle_cpu_ms"]["max"],
+        "cpu_total_s": sum(s["cpu_ms"] for s in steps) / 1000,
+        "wall_total_s": sum(wall) / 1000,
+        "rss_base_mib": result["memory_kib"]["base"]["VmHWM"] / 1024,
+        "rss_peak_mib": result["memory_kib"]["end"]["VmHWM"] / 1024,
+        "rss_after_first_cycle_mib": steps[0].get("rss_mib"),
+        "rss_last_cycle_mib": steps[-1].get("rss_mib"),
+        "emu_rss_mib": result["emulator"]["memory_kib"]["VmHWM"] / 1024,
+        "object_max": result["object_bytes_max"],
+        "object_state_at_max": result["object_state_at_max"],
+        "object_final": result["object_bytes_final"],
+        "patch_max": max(max(s.get("patch_max") or [0]) for s in steps),
+        "cycle_patch_bytes_max": max(max(s["patch_bytes"]) for s in steps),
+        "patches_per_cycle_max": max(max(s["patches"]) for s in steps),
+        "spurious_patches": sum(s["spurious"] for s in steps),
+        "quiet_after_ready": result["quiet_after_ready"],
+        "drift_check": result.get("drift_check") or {},
+        "drift_min": r * math.ceil(n / AGENT_PAGE),
+        "re_resolution": again,
     }
 
 
@@ -198,6 +265,121 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join([line, rule, *body])
 
 
+def selector_tables(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\nSelector rollouts (issue 15): the fleet tagged fleet=<rollout>, resolved with ECS "
+        f"ListServersDetails (1,000 a page); waves of 1,000; poll {SELECTOR_POLL_SECONDS} s"
+    )
+    print(
+        table(
+            [
+                "rollouts x N",
+                "ECS calls 1st resolution",
+                "ceil(N/1000)",
+                "ECS calls (client / emulator)",
+                "creates",
+                "ceil(N/100)",
+                "create cycles",
+                "retry calls",
+                "agent-status",
+                "lists",
+                "lists/cycle max",
+                "calls in all",
+                "cycles to Ready",
+                "all Ready",
+            ],
+            [
+                [
+                    r["config"],
+                    r["ecs_first_resolution"],
+                    r["ecs_min"],
+                    f"{r['ecs_calls']} / {r['ecs_calls_emulator']}",
+                    r["creates"],
+                    r["creates_min"],
+                    r["create_cycles"],
+                    r["retry_calls"],
+                    r["agent_calls"],
+                    r["total_list"],
+                    r["list_per_cycle_max"],
+                    r["total_calls"],
+                    r["cycles"],
+                    r["all_ready"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print("\nSelector rollouts: the operator and Kubernetes (bytes of compact JSON; etcd limit 1,572,864)")
+    print(
+        table(
+            [
+                "rollouts x N",
+                "cpu/cycle median ms",
+                "max ms",
+                "cpu in all s",
+                "RSS base MiB",
+                "RSS peak MiB",
+                "emulator RSS MiB",
+                "object max",
+                "of limit",
+                "largest patch",
+                "spurious",
+                "after Ready",
+            ],
+            [
+                [
+                    r["config"],
+                    r["cpu_cycle_median_ms"],
+                    r["cpu_cycle_max_ms"],
+                    r["cpu_total_s"],
+                    r["rss_base_mib"],
+                    r["rss_peak_mib"],
+                    r["emu_rss_mib"],
+                    r["object_max"],
+                    f"{100 * r['object_max'] / ETCD_LIMIT:.0f}%",
+                    r["patch_max"],
+                    r["spurious_patches"],
+                    f"{r['quiet_after_ready']['patches']} patch, {r['quiet_after_ready']['calls']} call",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print(
+        "\nSelector rollouts after Ready: one drift check, then the selector resolved again with the "
+        "fleet unchanged (the drift check is due again by then: its agent-status calls are in that cycle)"
+    )
+    print(
+        table(
+            [
+                "rollouts x N",
+                "drift check calls",
+                "ceil(N/2000)",
+                "re-resolution ECS calls",
+                "agent-status",
+                "creates",
+                "patches",
+                "instances patched",
+                "patch bytes",
+            ],
+            [
+                [
+                    r["config"],
+                    r["drift_check"].get("calls"),
+                    r["drift_min"],
+                    r["re_resolution"].get("server_calls"),
+                    r["re_resolution"].get("calls", {}).get("agent_status", 0),
+                    r["re_resolution"].get("create_calls"),
+                    r["re_resolution"].get("patches"),
+                    r["re_resolution"].get("instances_patched"),
+                    r["re_resolution"].get("patch_bytes"),
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,10 +395,12 @@ def main() -> None:
             (1, 1000, "short", 10_000),
             (10, 100, "short", 0),
         ]
+        selectors = [(1, 1_000)]
         cpu_n, cpu_reps, emu = 10_000, 3, (10_000, 10_000, 1.0)
     else:
         configs = [(1, n, "short", h) for n in (100, 1_000, 10_000) for h in (0, 10_000, 100_000)]
         configs += [(1, 10_000, "uuid", 0), (50, 100, "short", 0), (50, 1_000, "short", 0)]
+        selectors = [(1, 100_000), (10, 10_000)]
         cpu_n, cpu_reps, emu = 10_000, 7, (10_000, 100_000, 3.0)
 
     started = time.perf_counter()
@@ -235,6 +419,19 @@ def main() -> None:
         row = rollout_row(child("benchmarks.drive", json.dumps(config)))
         print(f"  {row['config']}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
         rows.append(row)
+    selected = []
+    for rollouts, servers in selectors:
+        config = {
+            "rollouts": rollouts,
+            "servers": servers,
+            "selector": True,
+            "failing": min(10, max(1, servers // 100)),
+            "poll_seconds": SELECTOR_POLL_SECONDS,
+        }
+        t0 = time.perf_counter()
+        row = selector_row(child("benchmarks.drive", json.dumps(config)))
+        print(f"  {row['config']}: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        selected.append(row)
     cpu = child("benchmarks.cpu", str(cpu_n), str(cpu_reps))
     capacity = asyncio.run(emulator_capacity(*emu))
 
@@ -372,6 +569,7 @@ def main() -> None:
             ],
         )
     )
+    selector_tables(selected)
     print(f"\nReconcile steps at N={cpu['n']:,} without I/O (process CPU, {cpu['reps']} reps)")
     print(
         table(
@@ -384,7 +582,16 @@ def main() -> None:
     print(f"\ntotal: {time.perf_counter() - started:.0f}s")
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": machine(), "rollouts": rows, "cpu": cpu, "emulator": capacity}, indent=1)
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "rollouts": rows,
+                    "selectors": selected,
+                    "cpu": cpu,
+                    "emulator": capacity,
+                },
+                indent=1,
+            )
         )
 
 
