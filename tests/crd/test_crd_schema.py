@@ -277,6 +277,8 @@ def test_status_is_typed_not_preserved() -> None:
         "driftFound",
         "driftRepaired",
         "selection",
+        "waveEndedAt",
+        "nextWindowAt",
     }
 
 
@@ -331,6 +333,12 @@ SPEC_FIELDS = {
     "spec.strategy.progressDeadlineSeconds": ("integer", False),
     "spec.strategy.rollbackOnFailure": ("boolean", False),
     "spec.strategy.verifyTimeoutSeconds": ("integer", False),
+    "spec.strategy.windows": ("array", False),
+    "spec.strategy.windows.[].days": ("array", False),
+    "spec.strategy.windows.[].startTime": ("string", True),
+    "spec.strategy.windows.[].endTime": ("string", True),
+    "spec.strategy.windows.[].timeZone": ("string", False),
+    "spec.strategy.soakSeconds": ("integer", False),
     "spec.drift": ("object", False),
     "spec.drift.intervalSeconds": ("integer", False),
     "spec.drift.mode": ("string", False),
@@ -373,6 +381,8 @@ DEFAULTS = {
     "spec.strategy.progressDeadlineSeconds": 3600,
     "spec.strategy.rollbackOnFailure": False,
     "spec.strategy.verifyTimeoutSeconds": 300,
+    "spec.strategy.windows.[].timeZone": "UTC",
+    "spec.strategy.soakSeconds": 0,
     "spec.drift": {},
     "spec.drift.intervalSeconds": 300,
     "spec.drift.mode": "Repair",
@@ -397,6 +407,7 @@ def test_defaults_apply_when_strategy_is_left_out() -> None:
         "progressDeadlineSeconds": 3600,
         "rollbackOnFailure": False,
         "verifyTimeoutSeconds": 300,
+        "soakSeconds": 0,
     }
     assert obj["spec"]["drift"] == {"intervalSeconds": 300, "mode": "Repair"}
     assert "cloud" not in obj["spec"], "cloud has no default: the operator-wide defaults apply"

@@ -435,6 +435,19 @@ def _selector(seen: list[RolloutStatus]) -> None:
     seen.append(sim.status)
 
 
+def _window_and_soak(seen: list[RolloutStatus]) -> None:
+    """A wave that ended (waveEndedAt) before its soak, then a window that closed (nextWindowAt)."""
+    window = {"startTime": "12:00", "endTime": "13:00", "timeZone": "UTC"}  # at(0) is 12:00 UTC
+    strategy = {"maxInFlight": 1, "soakSeconds": 60, "windows": [window]}
+    sim = Sim(make_spec(["ecs-w0", "ecs-w1", "ecs-w2"], strategy=strategy), cloud=FakeCloud())
+    drive(sim, at(0), seen)
+    sim.cloud.finish(["ecs-w0"], "SUCCEEDED")
+    drive(sim, at(15), seen)  # soaking
+    drive(sim, at(75), seen)
+    sim.cloud.finish(["ecs-w1"], "SUCCEEDED")
+    drive(sim, at(3600), seen)  # 13:00: closed, one server left
+
+
 @functools.cache
 def planner_statuses() -> tuple[RolloutStatus, ...]:
     seen: list[RolloutStatus] = []
@@ -447,6 +460,7 @@ def planner_statuses() -> tuple[RolloutStatus, ...]:
         _secret_missing,
         _verify_and_drift,
         _selector,
+        _window_and_soak,
     ):
         scenario(seen)
     return tuple(seen)
@@ -514,6 +528,8 @@ def full_status() -> RolloutStatus:
             "drift_checked_at": next(s.drift_checked_at for s in seen if s.drift_checked_at),
             "drift_found": next(s.drift_found for s in seen if s.drift_found),
             "drift_repaired": next(s.drift_repaired for s in seen if s.drift_repaired),
+            "wave_ended_at": next(s.wave_ended_at for s in seen if s.wave_ended_at),
+            "next_window_at": next(s.next_window_at for s in seen if s.next_window_at),
             "selection": SelectionStatus(
                 matched=3,
                 resolved_at=at(60),
@@ -709,7 +725,9 @@ def test_the_defaults_agree() -> None:
     spec = {"action": "INSTALL", "instances": [{"id": "ecs-0001"}]}
     defaulted = all_defaults(minimal(**spec))["spec"]
     model = RolloutSpec.parse(spec)
-    assert model.strategy.model_dump(mode="json", by_alias=True) == defaulted["strategy"]
+    # windows has no default in the CRD: unset and empty both mean "any time".
+    assert model.strategy.windows == ()
+    assert model.strategy.model_dump(mode="json", by_alias=True, exclude={"windows"}) == defaulted["strategy"]
     assert model.paused is defaulted["paused"]
 
 

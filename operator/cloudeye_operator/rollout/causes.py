@@ -44,6 +44,8 @@ class Reason(StrEnum):
     CLOUD_EYE_UNAVAILABLE = "CloudEyeUnavailable"
     REPAIRING_DRIFT = "RepairingDrift"
     NO_SERVERS_SELECTED = "NoServersSelected"
+    OUTSIDE_WINDOW = "OutsideWindow"
+    SOAKING = "Soaking"
     # Stalled=True: the plan's own findings
     DRIFT_DETECTED = "DriftDetected"
     FAILURE_BUDGET_EXCEEDED = "FailureBudgetExceeded"

@@ -24,7 +24,9 @@ One cycle, in order:
   8a. current  a server not started whose agent already runs spec.version is SUCCEEDED: no task
   9. start     due retries, then new work in spec order up to maxInFlight, as intents; only on
                instances whose whole history this cycle listed (the rest wait for the next cycle);
-               nothing once the progress deadline fired, until the spec changes
+               nothing once the progress deadline fired, until the spec changes; nothing outside
+               strategy.windows; with strategy.soakSeconds, new work only in whole waves, each
+               starting that long after the previous one ended (rollout.windows)
  10. conclude  summary, conditions, phase, events, requeue
 
 Nothing here does I/O or reads a clock: `now` is an argument, so the same inputs give the same plan.
@@ -66,6 +68,7 @@ from cloudeye_operator.rollout.status import (
     Intent,
     RolloutStatus,
 )
+from cloudeye_operator.rollout.windows import OPEN, Gate, soak_gate, window_gate
 
 _CREATES = (InvocationType.INSTALL, InvocationType.UPDATE)
 
@@ -208,9 +211,11 @@ class _Planner:
             drift = drift._replace(current=self._already_current())
         api_error = self._api_error(revision)
         api_hold = api_hold_until(api_error, self.now)
+        window = window_gate(self.spec.strategy.windows, self.now)
+        wave_ended_at, soak, new_work = self._waves(revision)
         starts = _Starts()
-        if not revision.waiting and api_hold is None:
-            starts = self._start_work(budget)
+        if not revision.waiting and api_hold is None and window.open:
+            starts = self._start_work(budget, new_work=new_work)
         tasks = self._record_intents(starts, revision.number)
         decision = Decision(
             spec=self.spec,
@@ -232,6 +237,9 @@ class _Planner:
             drift=drift,
             repair_excluded=self.repair_excluded,
             selection=self.selection,
+            window=window,
+            soak=soak,
+            wave_ended_at=wave_ended_at,
         )
         report = conclude(decision)
         return Plan(tasks, report.events, report.status, report.requeue_after, drift)
@@ -622,7 +630,25 @@ class _Planner:
             return None
         return error
 
-    def _start_work(self, budget: Budget) -> _Starts:
+    def _waves(self, revision: Revision) -> tuple[datetime | None, Gate, bool]:
+        """When the last wave ended (status.waveEndedAt), the soak gate, and whether new work (beyond
+        due retries) may start now. Without soakSeconds slots refill as servers settle; with it, a
+        wave starts only once nothing is in flight and the soak since the last wave has passed."""
+        book, prior = self.book, self.prior
+        busy = bool(book.count(IN_FLIGHT) or book.intents)
+        was_busy = bool(prior.summary.in_flight or prior.intents)
+        ended = prior.wave_ended_at if not revision.started else None
+        if was_busy and not busy and not revision.started:
+            ended = self.now
+        soak_seconds = self.spec.strategy.soak_seconds
+        if not soak_seconds:
+            return ended, OPEN, True
+        if busy:
+            return ended, OPEN, False  # the wave goes on: its retries only
+        soak = soak_gate(soak_seconds, ended, self.now)
+        return ended, soak, soak.open
+
+    def _start_work(self, budget: Budget, *, new_work: bool = True) -> _Starts:
         starts = _Starts()
         book = self.book
         limit = self.spec.strategy.retry.limit
@@ -643,6 +669,8 @@ class _Planner:
                 book.set(iid, state=InstanceState.CREATING, message=message)
             else:
                 self._start_one(iid, rec, starts, note)
+        if not new_work:
+            return starts
         rollback_action = self.spec.action is RolloutAction.ROLLBACK
         waiting: Mapping[str, None] = book.by_state[InstanceState.WAITING]
         repairs = self._repairable()

@@ -38,6 +38,7 @@ from cloudeye_operator.rollout.status import (
     SelectionStatus,
     Summary,
 )
+from cloudeye_operator.rollout.windows import OPEN, Gate
 
 REMAINING: Final = (*NOT_STARTED, *HELD_FAILURES, InstanceState.RETRY_WAIT)
 """States of instances that still have work ahead (unless the rollout stops starting work)."""
@@ -114,6 +115,16 @@ class Decision:
     repair_excluded: frozenset[str] = frozenset()
     selection: Membership | None = None
     """A selector rollout's fleet as resolved (None: a list of ids)."""
+    window: Gate = OPEN
+    """strategy.windows now: closed, nothing new started."""
+    soak: Gate = OPEN
+    """strategy.soakSeconds: closed while the pause after a wave lasts (nothing in flight)."""
+    wave_ended_at: datetime | None = None
+
+    @property
+    def gate(self) -> Gate:
+        """What holds new work back now, if anything (the window first: it also holds retries)."""
+        return self.window if not self.window.open else self.soak
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +157,9 @@ class Facts:
     """Servers off the declared state: DRIFTED, or found so and not repaired yet."""
     unrepaired: int
     """DRIFTED servers no repair will start on (spec.drift.mode Report, or excluded)."""
+    gated: bool
+    """Work is ahead, none is live, and a window or a soak holds it back: the rollout waits on time
+    alone (no polling, no progress deadline)."""
 
 
 class Finding(NamedTuple):
@@ -181,6 +195,8 @@ def conclude(d: Decision) -> Report:
             "last_progress_at": f.last_progress,
             "api_error": None if f.finished else d.api_error,
             "deadline_exceeded_generation": d.generation if f.deadline_hit and not f.ready else None,
+            "wave_ended_at": d.wave_ended_at,
+            "next_window_at": d.window.opens_at if not d.window.open and f.remaining else None,
             "consecutive_errors": None,
             "resolved_version": d.drift.resolved_version,
             "drift_checked_at": d.now if d.drift.checked else d.prior.drift_checked_at,
@@ -247,9 +263,12 @@ def facts(d: Decision) -> Facts:
         done = len(by[InstanceState.SUCCEEDED])
     ready = done == summary.total and summary.total > 0 and not d.revision.waiting
 
+    gated = not d.gate.open and not live and remaining > 0 and not d.revision.waiting
     last_progress = d.prior.last_progress_at
     resumed = d.prior.phase is Phase.PAUSED and not spec.paused
-    if book.moved or d.revision.started or resumed or last_progress is None:
+    # Time spent waiting for a window or a soak is not a lack of progress: the deadline counts from
+    # when work may start again.
+    if book.moved or d.revision.started or resumed or gated or last_progress is None:
         last_progress = d.now
     deadline = timedelta(seconds=spec.strategy.progress_deadline_seconds)
     deadline_hit = d.deadline_fired or (
@@ -268,6 +287,7 @@ def facts(d: Decision) -> Facts:
         deadline_hit=deadline_hit,
         drifted=drifted,
         unrepaired=unrepaired,
+        gated=gated,
     )
 
 
@@ -324,6 +344,9 @@ def progress_cause(d: Decision, f: Facts) -> Finding:
             Reason.NO_SERVERS_SELECTED,
             f"the selector matches no server ({d.selection.selector}): waiting for one to match",
         )
+    elif f.gated:
+        reason = Reason.OUTSIDE_WINDOW if not d.window.open else Reason.SOAKING
+        cause = Finding(reason, f"{d.gate.why}; {text}")
     elif not f.live and f.remaining and f.remaining == len(by[InstanceState.BLOCKED]):
         cause = Finding(Reason.BLOCKED, text)
     elif f.summary.pending == f.summary.total:
@@ -340,8 +363,11 @@ def progress_cause(d: Decision, f: Facts) -> Finding:
         )
     else:
         cause = Finding(Reason.PROGRESSING, text)
-    blocked = blocked_text(f.blocked)
-    return cause._replace(message=f"{cause.message}; {blocked}") if blocked else cause
+    notes = [blocked_text(f.blocked)]
+    if not d.window.open and not f.gated and f.remaining:
+        notes.append(f"{d.window.why}: nothing new starts until then")  # tasks in flight are watched
+    note = "; ".join(n for n in notes if n)
+    return cause._replace(message=f"{cause.message}; {note}") if note else cause
 
 
 ConditionValue = tuple[str, bool, str, str]
@@ -398,9 +424,13 @@ def requeue_after(d: Decision, f: Facts) -> float | None:
     poll = timedelta(seconds=spec.strategy.poll_interval_seconds)
     # Poll while tasks run, or while not-started work waits on something a listing or a claim
     # can change; not while only a timer (retry backoff, API error hold) is pending.
-    startable = not spec.paused and d.api_hold is None and book.count(NOT_STARTED) > f.unrepaired
+    startable = (
+        not spec.paused and d.api_hold is None and not f.gated and book.count(NOT_STARTED) > f.unrepaired
+    )
     if f.live or d.tasks or startable:
         moments.append(now + poll)
+    if f.gated and d.gate.opens_at is not None:
+        moments.append(d.gate.opens_at)
     if d.api_hold is not None:
         moments.append(d.api_hold)
     elif not d.revision.waiting:
@@ -413,7 +443,7 @@ def requeue_after(d: Decision, f: Facts) -> float | None:
             moments.append(min(retry_times))
     for intent in book.intents.values():
         moments.append(intent.created_at + INTENT_RELEASE_AFTER)
-    if not f.deadline_hit and not spec.paused and not f.finished and not nothing_selected(d):
+    if not f.deadline_hit and not spec.paused and not f.finished and not nothing_selected(d) and not f.gated:
         moments.append(f.last_progress + timedelta(seconds=spec.strategy.progress_deadline_seconds))
     future = [m for m in moments if m > now]
     if not future:
@@ -438,8 +468,9 @@ def events(d: Decision, f: Facts, conditions: tuple[Condition, ...], phase: Phas
         )
     before = {c.type: c for c in prior.conditions}
     after = {c.type: c for c in conditions}
-    if _became(before, after, RECONCILING, Reason.WAITING_FOR_PREVIOUS_REVISION):
-        add(EventKind.NORMAL, Reason.WAITING_FOR_PREVIOUS_REVISION, after[RECONCILING].message)
+    for waiting in (Reason.WAITING_FOR_PREVIOUS_REVISION, Reason.OUTSIDE_WINDOW, Reason.SOAKING):
+        if _became(before, after, RECONCILING, waiting):
+            add(EventKind.NORMAL, waiting, after[RECONCILING].message)
     if d.adopted:
         message = f"adopted {d.adopted} task(s) found by listing after an unanswered call"
         add(EventKind.NORMAL, EventReason.ADOPTED, message)

@@ -37,6 +37,7 @@ from cloudeye_operator.cloudeye.models import (
 )
 from cloudeye_operator.cloudeye.servers import ServerQuery, ServerStatus
 from cloudeye_operator.rollout.status import make_revision_key
+from cloudeye_operator.rollout.windows import MAX_SOAK_SECONDS, MAX_WINDOWS, Window
 
 PERCENT_PATTERN: Final = re.compile(r"^(0|[1-9][0-9]?|100)%$")
 # A Secret's name is a DNS-1123 subdomain.
@@ -196,6 +197,12 @@ class Strategy(_SpecModel):
     verify_timeout_seconds: SecondsOrOff = DEFAULT_VERIFY_TIMEOUT_SECONDS
     """After a task SUCCEEDED, how long telescope may take to be seen running the target version
     before the server is UNVERIFIED (a failure). 0: take the task's word (guarantee 2 then rests on it)."""
+    windows: Annotated[tuple[Window, ...], Field(max_length=MAX_WINDOWS)] = ()
+    """Maintenance windows (rollout.windows): outside every one nothing new starts. Empty: any time."""
+    soak_seconds: Annotated[StrictInt, Field(ge=0, le=MAX_SOAK_SECONDS)] = 0
+    """After a wave ends (every server of it settled), wait this long before the next starts; waves
+    are then whole (the next starts when the last of the previous ends). 0: no wait, and slots refill
+    as each server settles."""
 
 
 class DriftMode(StrEnum):

@@ -504,6 +504,11 @@ class RolloutStatus(_StatusModel):
     """Servers a drift check found off the declared state, since the revision started (None: 0)."""
     drift_repaired: int | None = None
     """Of those, the ones a repair brought back (None: 0)."""
+    wave_ended_at: datetime | None = None
+    """When the last wave of this revision ended (nothing left in flight): strategy.soakSeconds counts
+    from here."""
+    next_window_at: datetime | None = None
+    """While outside every strategy.windows entry with work ahead: when the next window opens."""
     selection: SelectionStatus | None = None
     """Selector rollouts: what the selector resolved to. Their `instances` map lists only the servers
     with something to say (`listed`); the others are counted in `summary`."""
