@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from kopf._core.actions.loggers import ObjectJsonFormatter
 from prometheus_client import REGISTRY
+from prometheus_client.samples import Sample
 
 from cloudeye_operator import logging_setup, metrics
 from cloudeye_operator.cloudeye.models import InvocationType
@@ -27,6 +28,21 @@ FLEET = [f"srv-{i:04d}" for i in range(1, 4)]
 
 def sample(metric: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(metric, labels) or 0.0
+
+
+def condition_samples() -> list[Sample]:
+    return [s for m in REGISTRY.collect() if m.name == "agentrollout_condition" for s in m.samples]
+
+
+def condition(name: str, type_: str, namespace: str = "default") -> tuple[str, str] | None:
+    """The (status, reason) of a rollout's condition series (one at most), None when there is none."""
+    found = [
+        (s.labels["status"], s.labels["reason"])
+        for s in condition_samples()
+        if s.labels["namespace"] == namespace and s.labels["name"] == name and s.labels["type"] == type_
+    ]
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 @pytest.fixture
@@ -71,7 +87,10 @@ async def test_a_rollout_is_counted(emu: RunningEmulator) -> None:
     assert sample("agentrollout_reconcile_seconds_count") - before["cycles"] == cycles
     assert sample("agentrollout_instances", namespace="default", name="demo", state="SUCCEEDED") == 3
     assert sample("agentrollout_instances", namespace="default", name="demo", state="RUNNING") == 0
+    assert condition("demo", "Ready") == ("True", "Succeeded")
+    assert condition("demo", "Stalled")[0] == "False"
     metrics.forget_rollout("default", "demo")
+    assert condition("demo", "Ready") is None
     assert (
         REGISTRY.get_sample_value(
             "agentrollout_instances", {"namespace": "default", "name": "demo", "state": "SUCCEEDED"}
@@ -94,6 +113,38 @@ async def test_a_stalled_cycle_counts_an_error_by_reason(emu: RunningEmulator) -
     finally:
         await cluster.aclose()
     assert sample("agentrollout_reconcile_errors_total", reason="SecretNotFound") - before == 1
+    assert condition("demo", "Stalled") == ("True", "SecretNotFound")
+    metrics.forget_rollout("default", "demo")
+
+
+def test_condition_gauge_has_one_series_a_condition_with_bounded_labels() -> None:
+    def status(*conditions: tuple[str, str, str]) -> dict[str, object]:
+        return {
+            "conditions": [{"type": t, "status": s, "reason": r, "message": "m"} for t, s, r in conditions]
+        }
+
+    metrics.set_rollout_instances(
+        "ns", "cond", status(("Stalled", "False", "AsExpected"), ("Ready", "False", "Pending"))
+    )
+    assert condition("cond", "Stalled", namespace="ns") == ("False", "AsExpected")
+    metrics.set_rollout_instances(
+        "ns",
+        "cond",
+        status(
+            ("Stalled", "True", "FailureBudgetExceeded"),
+            ("Ready", "False", "NotAReason"),
+            ("Other", "True", "X"),
+        ),
+    )
+    assert condition("cond", "Stalled", namespace="ns") == ("True", "FailureBudgetExceeded")  # replaced
+    assert condition("cond", "Ready", namespace="ns") == ("False", "Other")  # an unknown reason: bounded
+    series = [s for s in condition_samples() if s.labels["namespace"] == "ns" and s.labels["name"] == "cond"]
+    assert sorted(s.labels["type"] for s in series) == ["Ready", "Stalled"]  # unknown types left out
+    assert all(s.value == 1 for s in series)
+    metrics.set_rollout_instances("ns", "cond", status(("Stalled", "True", "FailureBudgetExceeded")))
+    assert condition("cond", "Ready", namespace="ns") is None  # a condition that went away
+    metrics.forget_rollout("ns", "cond")
+    assert not [s for s in condition_samples() if s.labels["name"] == "cond"]
 
 
 def test_metrics_are_served_over_http() -> None:
